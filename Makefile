@@ -1,0 +1,38 @@
+# make test: everything the tests need, then pytest.  make up / make down: the stack without Docker.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Debian packages the local servers come from (PostgreSQL, Redis, nginx with Lua).
+DEBS   := postgresql redis-server nginx libnginx-mod-http-lua
+
+.PHONY: test up down deps venv bench clean
+
+test: deps venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+venv: $(STAMP)
+$(STAMP): requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+# As root on Debian, install whatever is missing; elsewhere, say what is missing.
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+		echo "missing Debian packages: $$missing (sudo apt-get install $$missing)"; exit 1; \
+	fi
+
+up: deps venv
+	$(PY) -m svc stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m svc stack down; else echo "nothing to stop"; fi
+
+clean: down
+	rm -rf .stack $(VENV) .pytest_cache

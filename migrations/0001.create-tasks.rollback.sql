@@ -1,0 +1,2 @@
+-- Drop the tasks table.
+drop table tasks;

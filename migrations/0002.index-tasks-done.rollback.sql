@@ -1,0 +1,2 @@
+-- Drop the done filter's index.
+drop index tasks_done_id_idx;

@@ -1,0 +1,42 @@
+"""tasks-svc: a raw-SQL CRUD service on Flask, psycopg, Redis and nginx."""
+
+import atexit
+from dataclasses import asdict
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import db, errors, health, logs, openapi, tasks
+from .cache import Cache, make_redis
+from .config import Config
+from .validation import MAX_BODY
+
+
+def create_app(test_config=None):
+    """Build the app: config from the environment (`test_config` overrides), pool, cache, routes."""
+    config = Config.from_env(**(test_config or {}))
+    logs.configure(config.LOG_LEVEL)
+    app = Flask(__name__)
+    app.config.from_mapping(asdict(config), MAX_CONTENT_LENGTH=MAX_BODY)
+    # nginx is the one trusted hop in front of the app.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+
+    queries = db.load_queries()  # a missing or malformed SQL file stops start-up here
+    # Made here, in the worker after gunicorn forks: a pool must not cross a fork.
+    pool = db.make_pool(config)
+    redis_client = make_redis(config.REDIS_URL)
+    app.extensions.update(
+        config=config,
+        queries=queries,
+        pool=pool,
+        redis=redis_client,
+        cache=Cache(redis_client, config.CACHE_TTL),
+    )
+    atexit.register(pool.close)
+
+    app.before_request(logs.assign_request_id)
+    app.after_request(logs.echo_request_id)
+    errors.init_app(app)
+    for blueprint in (tasks.bp, health.bp, openapi.bp):
+        app.register_blueprint(blueprint)
+    return app

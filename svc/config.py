@@ -1,0 +1,50 @@
+"""Configuration, read once from the environment."""
+
+import os
+from dataclasses import MISSING, dataclass, fields
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings for the app and the CLI; names match the environment variables."""
+
+    DATABASE_URL: str
+    REDIS_URL: str = "redis://127.0.0.1:6379/0"
+    CACHE_TTL: int = 60
+    DB_POOL_MIN: int = 2
+    DB_POOL_MAX: int = 10
+    DB_POOL_TIMEOUT: float = 2.0
+    LOG_LEVEL: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides):
+        """Build a Config from `environ` (default os.environ); `overrides` win."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = overrides.get(f.name, environ.get(f.name))
+            if raw is None or raw == "":
+                if f.default is MISSING:
+                    raise ConfigError(f"{f.name} is not set; export it, e.g. "
+                                      f"{f.name}=postgresql://user@127.0.0.1:5432/tasks")
+                continue
+            try:
+                values[f.name] = f.type(raw)
+            except ValueError:
+                raise ConfigError(f"{f.name}={raw!r} is not a valid {f.type.__name__}") from None
+        config = cls(**values)
+        config.check()
+        return config
+
+    def check(self):
+        """Reject values that would only fail later, and less clearly."""
+        if self.CACHE_TTL < 1:
+            raise ConfigError("CACHE_TTL must be at least 1 second")
+        if not 1 <= self.DB_POOL_MIN <= self.DB_POOL_MAX:
+            raise ConfigError("need 1 <= DB_POOL_MIN <= DB_POOL_MAX")
+        if self.DB_POOL_TIMEOUT <= 0:
+            raise ConfigError("DB_POOL_TIMEOUT must be positive")

@@ -1,0 +1,79 @@
+"""The SQL files in sql/ and the psycopg connection pool that runs them."""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SHAPES = ("one", "many", "exec", "execrows")
+HEADER = re.compile(r"-- name: (?P<name>[a-z_]+) :(?P<shape>[a-z]+)\n-- (?P<doc>\S.*)\n")
+# Every query the code runs; start-up fails if one is missing.
+REQUIRED = ("get_task", "list_tasks", "list_tasks_by_done", "create_task", "update_task",
+            "delete_task", "seed_tasks", "ping_database")
+
+
+class SqlFileError(RuntimeError):
+    """A file in sql/ is missing or does not follow the header convention."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """One statement from sql/<name>.sql and the shape of its result."""
+
+    name: str
+    shape: str
+    doc: str
+    text: str
+
+    def run(self, conn, params=None):
+        """Execute on `conn`: a dict or None (:one), a list (:many), None (:exec) or a row count."""
+        cur = conn.execute(self.text, params or {})
+        if self.shape == "one":
+            return cur.fetchone()
+        if self.shape == "many":
+            return cur.fetchall()
+        if self.shape == "execrows":
+            return cur.rowcount
+        return None
+
+
+def parse_query(path):
+    """Read one .sql file and check its header against its file name."""
+    text = path.read_text(encoding="utf-8")
+    m = HEADER.match(text)
+    if not m:
+        raise SqlFileError(f"{path.name}: must start with '-- name: <stem> :<shape>' and a doc line")
+    if m["name"] != path.stem:
+        raise SqlFileError(f"{path.name}: header names {m['name']!r}, not {path.stem!r}")
+    if m["shape"] not in SHAPES:
+        raise SqlFileError(f"{path.name}: shape :{m['shape']} is not one of {SHAPES}")
+    body = text[m.end():].strip().rstrip(";")
+    if not body or ";" in body:
+        raise SqlFileError(f"{path.name}: must hold exactly one statement")
+    return Query(m["name"], m["shape"], m["doc"], body)
+
+
+def load_queries(sql_dir=SQL_DIR):
+    """Load every sql/*.sql file, failing fast on a malformed or missing one."""
+    queries = {q.name: q for q in map(parse_query, sorted(Path(sql_dir).glob("*.sql")))}
+    missing = [name for name in REQUIRED if name not in queries]
+    if missing:
+        raise SqlFileError(f"missing SQL files in {sql_dir}: {', '.join(missing)}")
+    return queries
+
+
+def make_pool(config):
+    """A pool of autocommit connections: each statement is its own transaction."""
+    return ConnectionPool(
+        config.DATABASE_URL,
+        kwargs={"row_factory": dict_row, "autocommit": True},
+        min_size=config.DB_POOL_MIN,
+        max_size=config.DB_POOL_MAX,
+        timeout=config.DB_POOL_TIMEOUT,
+        check=ConnectionPool.check_connection,
+        name="tasks",
+        open=True,
+    )

@@ -1,0 +1,297 @@
+"""The topology without Docker: throwaway PostgreSQL, Redis, gunicorn and nginx on loopback.
+
+`make up` / `make down` drive it through `python -m svc stack up|down`; the tests start the
+same servers through the same functions. Every process is stopped by the PID it was started
+with.
+"""
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK_DIR = ROOT / ".stack"
+NGINX_TEMPLATE = ROOT / "conf" / "nginx" / "nginx.conf"
+NGINX_USER = "nobody"  # nginx workers' user when the master runs as root
+
+
+class StackError(RuntimeError):
+    """A server did not start."""
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, what, timeout=30.0):
+    """Poll `check()` until it is true, or raise naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise StackError(f"{what} did not come up within {timeout:.0f} s")
+
+
+def _port_open(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+
+
+def pid_alive(pid):
+    """True if `pid` runs (a child that exited is reaped here, so it does not count)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_pid(pid, sig=signal.SIGTERM, timeout=15.0):
+    """Signal `pid`, wait for it to exit, SIGKILL it if it will not."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+        time.sleep(0.05)
+
+
+def _owned_by(path, user):
+    """Make `path` (and its contents) belong to `user` when we are root; else leave it."""
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(user)
+        for p in [path, *path.rglob("*")]:
+            os.chown(p, entry.pw_uid, entry.pw_gid)
+
+
+def _spawn(cmd, log, env=None):
+    """Start a long-running server detached from our session, logging to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
+
+
+# PostgreSQL ------------------------------------------------------------------------------
+
+def pg_bin(tool):
+    """Path of a PostgreSQL server tool (PG_BIN, else the newest Debian install)."""
+    dirs = [os.environ["PG_BIN"]] if os.environ.get("PG_BIN") else sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(d.split("/")[-2]))
+    for d in reversed(dirs):
+        if os.access(os.path.join(d, tool), os.X_OK):
+            return os.path.join(d, tool)
+    raise StackError(f"{tool} not found: install postgresql or set PG_BIN")
+
+
+def _as_postgres(cmd):
+    # PostgreSQL refuses to run as root.
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def start_postgres(data_dir, port):
+    """Init (once) and start a cluster in `data_dir` on 127.0.0.1:`port`; returns its URL."""
+    data_dir = Path(data_dir)
+    if not (data_dir / "PG_VERSION").exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o700)
+        _owned_by(data_dir, "postgres")
+        subprocess.run(_as_postgres([pg_bin("initdb"), "-D", str(data_dir), "-U", "postgres",
+                                     "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"]),
+                       check=True, capture_output=True)
+    # Throwaway data: durability settings off for speed.
+    options = (f"-p {port} -c listen_addresses=127.0.0.1 -k {data_dir} -c fsync=off "
+               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    result = subprocess.run(_as_postgres([pg_bin("pg_ctl"), "-D", str(data_dir), "-o", options,
+                                          "-l", str(data_dir / "server.log"), "-w", "start"]),
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError(f"PostgreSQL did not start: {result.stderr or result.stdout}"
+                         f"(see {data_dir / 'server.log'})")
+    subprocess.run([pg_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-qc",
+                    "create database tasks"], capture_output=True)  # fails harmlessly if it exists
+    return f"postgresql://postgres@127.0.0.1:{port}/tasks"
+
+
+def postgres_pid(data_dir):
+    """The postmaster's PID from its pid file, or None."""
+    try:
+        return int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def stop_postgres(data_dir):
+    """Stop the cluster in `data_dir` by its postmaster PID (fast shutdown)."""
+    pid = postgres_pid(data_dir)
+    if pid:
+        stop_pid(pid, signal.SIGINT)
+
+
+# Redis -----------------------------------------------------------------------------------
+
+def start_redis(state_dir, port):
+    """Start a memory-only redis-server on 127.0.0.1:`port`; returns (URL, PID)."""
+    redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    proc = _spawn([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "no", "--dir", str(state_dir)], Path(state_dir) / "redis.log")
+    wait_for(lambda: proc.poll() is None and _port_open(port), f"redis-server on port {port}")
+    return f"redis://127.0.0.1:{port}/0", proc.pid
+
+
+# gunicorn and nginx ----------------------------------------------------------------------
+
+def start_app(state_dir, port, env):
+    """Start gunicorn with conf/gunicorn.conf.py on 127.0.0.1:`port`; returns its master PID."""
+    env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2", **env}
+    proc = _spawn([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "conf" / "gunicorn.conf.py"),
+                   "svc.wsgi:app"], Path(state_dir) / "gunicorn.log", env)
+    wait_for(lambda: proc.poll() is None and _http_ok(f"http://127.0.0.1:{port}/api/health"),
+             f"gunicorn on port {port} (see {Path(state_dir) / 'gunicorn.log'})")
+    return proc.pid
+
+
+def render_nginx(state_dir, values):
+    """Write conf/nginx/nginx.conf with `values` filled in to `state_dir`; returns its path."""
+    state_dir = Path(state_dir)
+    for sub in ("cache", "tmp"):
+        (state_dir / sub).mkdir(parents=True, exist_ok=True)
+    defaults = {"STATE_DIR": str(state_dir), "CONF_DIR": str(NGINX_TEMPLATE.parent),
+                "RESOLVER": "127.0.0.1", "EDGE_TTL": "60"}
+    text = string.Template(NGINX_TEMPLATE.read_text()).safe_substitute({**defaults, **values})
+    conf = state_dir / "nginx.conf"
+    conf.write_text(text)
+    _owned_by(state_dir, NGINX_USER)
+    return conf
+
+
+def nginx_binary():
+    """The nginx executable."""
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def start_nginx(state_dir, port, app_port, redis_port):
+    """Start nginx in the foreground of a detached process; returns its master PID."""
+    conf = render_nginx(state_dir, {"LISTEN": f"127.0.0.1:{port}",
+                                    "APP_UPSTREAM": f"127.0.0.1:{app_port}",
+                                    "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port)})
+    proc = _spawn([nginx_binary(), "-p", str(state_dir), "-c", str(conf), "-g", "daemon off;"],
+                  Path(state_dir) / "nginx.out")
+    wait_for(lambda: proc.poll() is None and _http_ok(f"http://127.0.0.1:{port}/api/health"),
+             f"nginx on port {port} (see {Path(state_dir)})")
+    return proc.pid
+
+
+def _http_ok(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+# The whole stack -------------------------------------------------------------------------
+
+class Stack:
+    """PostgreSQL, Redis, gunicorn and nginx with their state (and pid files) in one folder."""
+
+    PIDS = ("nginx", "gunicorn", "redis")  # stopped in this order, then PostgreSQL
+
+    def __init__(self, state_dir=STACK_DIR, http_port=8080):
+        self.dir = Path(state_dir)
+        self.http_port = http_port
+        self.base_url = f"http://127.0.0.1:{http_port}"
+
+    def _pidfile(self, name):
+        return self.dir / f"{name}.pid"
+
+    def pid(self, name):
+        """The PID recorded for `name`, or None."""
+        if name == "postgres":
+            return postgres_pid(self.dir / "postgres")
+        try:
+            return int(self._pidfile(name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def running(self):
+        """True if every process of the stack is alive."""
+        return all(p and pid_alive(p) for p in map(self.pid, ("postgres", *self.PIDS)))
+
+    def up(self):
+        """Start everything, migrate, seed an empty table, wait for health through nginx."""
+        from .cli import migrate, seed
+        from .config import Config
+
+        if self.running():
+            return self.base_url
+        self.down()  # a half-started stack from before: clear it
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o755)  # postgres and nginx workers run as other users
+        self.ports = {"postgres": free_port(), "redis": free_port(), "app": free_port()}
+        self.database_url = start_postgres(self.dir / "postgres", self.ports["postgres"])
+        self.redis_url, pid = start_redis(self.dir, self.ports["redis"])
+        self._pidfile("redis").write_text(str(pid))
+        config = Config.from_env({}, DATABASE_URL=self.database_url, REDIS_URL=self.redis_url)
+        migrate(config, "apply", out=open(os.devnull, "w"))
+        seed(config, 20, if_empty=True, out=open(os.devnull, "w"))
+        self.app_env = {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url}
+        self._pidfile("gunicorn").write_text(
+            str(start_app(self.dir, self.ports["app"], self.app_env)))
+        self._pidfile("nginx").write_text(str(start_nginx(
+            self.dir / "nginx", self.http_port, self.ports["app"], self.ports["redis"])))
+        return self.base_url
+
+    def down(self):
+        """Stop every process this stack started, by PID."""
+        for name in self.PIDS:
+            pid = self.pid(name)
+            if pid:
+                stop_pid(pid, signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
+            self._pidfile(name).unlink(missing_ok=True)
+        stop_postgres(self.dir / "postgres")
+
+
+def main(action):
+    """python -m svc stack up|down|status."""
+    stack = Stack(http_port=int(os.environ.get("HTTP_PORT", "8080")))
+    if action == "up":
+        was_running = stack.running()
+        try:
+            url = stack.up()
+        except StackError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            stack.down()
+            return 1
+        print(f"{'already up' if was_running else 'up'}: {url}  (try: curl -s {url}/api/tasks)")
+    elif action == "down":
+        stack.down()
+        print("down")
+    else:
+        print(f"up: {stack.base_url}" if stack.running() else "down")
+        return 0 if stack.running() else 1
+    return 0
