@@ -9,7 +9,6 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import db, errors, health, logs, openapi, tasks
 from .cache import Cache, make_redis
 from .config import Config
-from .validation import MAX_BODY
 
 
 def create_app(test_config=None):
@@ -17,7 +16,7 @@ def create_app(test_config=None):
     config = Config.from_env(**(test_config or {}))
     logs.configure(config.LOG_LEVEL)
     app = Flask(__name__)
-    app.config.from_mapping(asdict(config), MAX_CONTENT_LENGTH=MAX_BODY)
+    app.config.from_mapping(asdict(config))
     # nginx is the one trusted hop in front of the app.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
 

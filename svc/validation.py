@@ -44,7 +44,7 @@ def json_body():
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise ApiError(415, "The body must be UTF-8 encoded.")
-    raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH stops chunked bodies too
+    raw = _read_body()
     if not raw.strip():
         raise ApiError(400, "The body is empty; send a JSON object.")
     try:
@@ -58,6 +58,20 @@ def json_body():
     if not isinstance(data, dict):
         raise ApiError(400, "The body must be a JSON object.")
     return data
+
+
+def _read_body():
+    """Read at most MAX_BODY bytes, or 413: a chunked body has no Content-Length to check."""
+    chunks, size = [], 0
+    while size <= MAX_BODY:
+        chunk = request.stream.read(MAX_BODY + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > MAX_BODY:
+        raise ApiError(413, f"The body is larger than {MAX_BODY} bytes.")
+    return b"".join(chunks)
 
 
 def _short(exc):

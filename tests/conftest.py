@@ -1,0 +1,100 @@
+"""Fixtures: session-scoped real servers, a migrated database, the app, per-test cleanup."""
+
+import os
+
+import psycopg
+import pytest
+import redis
+
+from servers import choose, from_env_or
+from svc import create_app
+from svc.cli import migrate
+from svc.config import Config
+
+
+@pytest.fixture(scope="session")
+def provider():
+    """Where servers come from: testcontainers if Docker answers, else local processes."""
+    chosen = choose()
+    yield chosen
+    chosen.close()
+
+
+def _server(env_name, start):
+    server = from_env_or(env_name, start)
+    yield server
+    if server.stop:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(provider):
+    """The session's PostgreSQL (TEST_DATABASE_URL overrides)."""
+    yield from _server("TEST_DATABASE_URL", provider.postgres)
+
+
+@pytest.fixture(scope="session")
+def redis_server(provider):
+    """The session's Redis (TEST_REDIS_URL overrides)."""
+    yield from _server("TEST_REDIS_URL", provider.redis)
+
+
+@pytest.fixture(scope="session")
+def config(postgres, redis_server):
+    """A Config pointing at the test servers, schema migrated."""
+    cfg = Config.from_env({}, DATABASE_URL=postgres.url, REDIS_URL=redis_server.url)
+    migrate(cfg, "apply", out=open(os.devnull, "w"))
+    return cfg
+
+
+def make_app(config, **overrides):
+    """An app for `config`; close it with close_app."""
+    return create_app({"DATABASE_URL": config.DATABASE_URL, "REDIS_URL": config.REDIS_URL,
+                       **overrides})
+
+
+def close_app(app):
+    """Release the app's pool and Redis connections."""
+    app.extensions["pool"].close()
+    app.extensions["redis"].close()
+
+
+@pytest.fixture(scope="session")
+def app(config):
+    """The app under test, shared by the session."""
+    application = make_app(config)
+    application.extensions["pool"].wait(timeout=10)
+    yield application
+    close_app(application)
+
+
+@pytest.fixture
+def db(config):
+    """A connection to the test database, for checks behind the API's back; table emptied."""
+    with psycopg.connect(config.DATABASE_URL, autocommit=True) as conn:
+        conn.execute("truncate tasks restart identity")
+        yield conn
+
+
+@pytest.fixture
+def rds(config):
+    """A client of the test Redis, flushed."""
+    client = redis.Redis.from_url(config.REDIS_URL)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def client(app, db, rds):
+    """A test client on a clean database and cache."""
+    return app.test_client()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """In CI a skipped test is a failure: every integration test must run there."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if os.environ.get("CI") and skipped:
+        reporter.write_line(f"CI: {len(skipped)} test(s) skipped; failing the run", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

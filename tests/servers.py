@@ -1,0 +1,94 @@
+"""Real PostgreSQL and Redis servers for the tests: from the environment, Docker, or local binaries."""
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from svc import stack
+
+
+@dataclass
+class Server:
+    """A running server: its URL and how to stop it (None: not ours to stop)."""
+
+    url: str
+    stop: Callable[[], None] | None = None
+
+
+def docker_answers():
+    """True if a Docker engine responds (the CLI alone is not enough)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        try:
+            return client.ping()
+        finally:
+            client.close()
+    except Exception:  # no socket, no permission, no daemon: all mean "no Docker here"
+        return False
+
+
+class LocalServers:
+    """Throwaway servers from the machine's binaries, on free loopback ports."""
+
+    kind = "local processes"
+
+    def __init__(self):
+        self.root = Path(tempfile.mkdtemp(prefix="tasks-svc-tests-"))
+        self.root.chmod(0o755)  # the postgres user must reach its data directory
+        self.count = 0
+
+    def _dir(self, name):
+        self.count += 1
+        path = self.root / f"{name}-{self.count}"
+        path.mkdir()
+        return path
+
+    def postgres(self):
+        data_dir = self._dir("postgres")
+        url = stack.start_postgres(data_dir, stack.free_port())
+        return Server(url, lambda: stack.stop_postgres(data_dir))
+
+    def redis(self):
+        url, pid = stack.start_redis(self._dir("redis"), stack.free_port())
+        return Server(url, lambda: stack.stop_pid(pid))
+
+    def close(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class DockerServers:
+    """Servers in containers (testcontainers), when a Docker engine answers."""
+
+    kind = "testcontainers"
+
+    def postgres(self):
+        from testcontainers.postgres import PostgresContainer
+
+        container = PostgresContainer("postgres:16-alpine", driver=None).start()
+        return Server(container.get_connection_url(), container.stop)
+
+    def redis(self):
+        from testcontainers.redis import RedisContainer
+
+        container = RedisContainer("redis:7-alpine").start()
+        host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+        return Server(f"redis://{host}:{port}/0", container.stop)
+
+    def close(self):
+        pass
+
+
+def choose():
+    """Docker when it answers, else local processes."""
+    return DockerServers() if docker_answers() else LocalServers()
+
+
+def from_env_or(env_name, start):
+    """The server named by `env_name` if set (never stopped by us), else `start()` one."""
+    url = os.environ.get(env_name)
+    return Server(url) if url else start()

@@ -1,0 +1,155 @@
+"""The Redis read-through cache: hits, invalidation, races, stampedes and outages."""
+
+import threading
+import time
+
+import pytest
+
+from conftest import close_app, make_app
+from svc.cache import GEN_KEY, Cache, make_redis
+
+
+def test_list_is_a_miss_from_postgres_then_a_hit_from_redis(client):
+    client.post("/api/tasks", json={"title": "x"})
+    first, second = client.get("/api/tasks"), client.get("/api/tasks")
+    assert first.headers["X-App-Cache"] == "MISS" and first.get_json()["source"] == "postgres"
+    assert second.headers["X-App-Cache"] == "HIT" and second.get_json()["source"] == "redis-cache"
+    assert first.get_json()["items"] == second.get_json()["items"]
+    assert first.headers["ETag"] == second.headers["ETag"]
+
+
+def test_item_is_a_miss_then_a_hit_with_the_same_body_and_etag(client):
+    task = client.post("/api/tasks", json={"title": "x"}).get_json()
+    first, second = (client.get(f"/api/tasks/{task['id']}") for _ in range(2))
+    assert (first.headers["X-App-Cache"], second.headers["X-App-Cache"]) == ("MISS", "HIT")
+    assert first.data == second.data and first.headers["ETag"] == second.headers["ETag"]
+
+
+def test_cache_entries_carry_a_ttl_and_a_namespace(client, rds, app):
+    client.post("/api/tasks", json={"title": "x"})
+    client.get("/api/tasks")
+    keys = [k.decode() for k in rds.keys("*")]
+    assert keys and all(k.startswith("tasks:") for k in keys)
+    entry = next(k for k in keys if k.startswith("tasks:app:"))
+    assert 0 < rds.ttl(entry) <= app.config["CACHE_TTL"]
+
+
+WRITES = {
+    "create": lambda c, t: c.post("/api/tasks", json={"title": "new one"}),
+    "put": lambda c, t: c.put(f"/api/tasks/{t['id']}", json={"title": "replaced"}),
+    "patch": lambda c, t: c.patch(f"/api/tasks/{t['id']}", json={"title": "patched"}),
+    "delete": lambda c, t: c.delete(f"/api/tasks/{t['id']}"),
+}
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_every_kind_of_write_invalidates_list_and_item(client, write):
+    task = client.post("/api/tasks", json={"title": "old"}).get_json()
+    item_url = f"/api/tasks/{task['id']}"
+    for url in ("/api/tasks", item_url):  # warm both entries
+        client.get(url)
+        assert client.get(url).headers["X-App-Cache"] == "HIT"
+    assert WRITES[write](client, task).status_code in (200, 201, 204)
+    listing = client.get("/api/tasks")
+    assert listing.headers["X-App-Cache"] == "MISS"
+    titles = [t["title"] for t in listing.get_json()["items"]]
+    item = client.get(item_url)
+    if write == "delete":
+        assert titles == [] and item.status_code == 404
+    elif write == "create":
+        assert titles == ["old", "new one"]
+    else:
+        assert titles == [item.get_json()["title"]] != ["old"]
+        assert item.headers["X-App-Cache"] == "MISS"
+
+
+def test_a_slow_reader_cannot_reinsert_data_older_than_a_write(config, rds):
+    """A loader that read before a write finishes after it: its value must not be served."""
+    cache = Cache(make_redis(config.REDIS_URL), ttl=60)
+    loaded, release = threading.Event(), threading.Event()
+
+    def slow_old_loader():
+        loaded.set()
+        release.wait(5)
+        return b"old"
+
+    reader = threading.Thread(target=cache.read_through, args=("k", 60, slow_old_loader))
+    reader.start()
+    loaded.wait(5)
+    cache.bump()  # the write commits while the slow reader still holds old data
+    release.set()
+    reader.join(5)
+    value, hit = cache.read_through("k", 60, lambda: b"new")
+    assert (value, hit) == (b"new", False)
+    assert cache.read_through("k", 60, lambda: b"unused") == (b"new", True)
+
+
+def test_concurrent_misses_run_one_loader(config, rds):
+    cache = Cache(make_redis(config.REDIS_URL), ttl=60)
+    calls, results = [], []
+
+    def loader():
+        calls.append(1)
+        time.sleep(0.1)
+        return b"value"
+
+    threads = [threading.Thread(target=lambda: results.append(cache.read_through("s", 60, loader)))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert len(calls) == 1
+    assert sorted(results) == [(b"value", False)] + [(b"value", True)] * 7
+
+
+def test_missing_values_are_not_cached(config, rds):
+    cache = Cache(make_redis(config.REDIS_URL), ttl=60)
+    assert cache.read_through("none", 60, lambda: None) == (None, False)
+    assert cache.read_through("none", 60, lambda: b"now") == (b"now", False)
+
+
+def test_writes_bump_the_shared_generation(client, rds):
+    before = int(rds.get(GEN_KEY) or 0)
+    task = client.post("/api/tasks", json={"title": "x"}).get_json()
+    client.patch(f"/api/tasks/{task['id']}", json={"done": True})
+    client.patch(f"/api/tasks/{task['id']}", json={"done": True}, headers={"If-Match": '"1-99"'})
+    assert int(rds.get(GEN_KEY)) == before + 2  # the refused write bumped nothing
+
+
+def test_redis_stopped_mid_test_still_serves_and_reports_degraded(config, provider, db):
+    redis_server = provider.redis()
+    app = make_app(config, REDIS_URL=redis_server.url)
+    try:
+        client = app.test_client()
+        task = client.post("/api/tasks", json={"title": "x"}).get_json()
+        client.get("/api/tasks")
+        assert client.get("/api/tasks").headers["X-App-Cache"] == "HIT"
+        redis_server.stop()
+        started = time.monotonic()
+        for _ in range(20):
+            listing = client.get("/api/tasks")
+            assert listing.status_code == 200 and listing.headers["X-App-Cache"] == "MISS"
+            assert listing.get_json()["source"] == "postgres"
+        assert time.monotonic() - started < 5
+        assert client.patch(f"/api/tasks/{task['id']}", json={"done": True}).status_code == 200
+        assert client.get(f"/api/tasks/{task['id']}").get_json()["done"] is True
+        health = client.get("/api/health")
+        assert health.status_code == 200
+        assert health.get_json() == {"status": "degraded", "postgres": "ok", "redis": "down"}
+    finally:
+        close_app(app)
+
+
+def test_redis_outage_is_logged_once_not_per_request(config, provider, db, caplog):
+    redis_server = provider.redis()
+    redis_server.stop()
+    app = make_app(config, REDIS_URL=redis_server.url)
+    try:
+        client = app.test_client()
+        for _ in range(10):
+            assert client.get("/api/tasks").status_code == 200
+        warnings = [r for r in caplog.records if "redis unavailable" in r.getMessage()]
+        assert len(warnings) == 1
+    finally:
+        close_app(app)

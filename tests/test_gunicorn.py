@@ -1,0 +1,46 @@
+"""The app under real gunicorn with conf/gunicorn.conf.py, as it runs in production."""
+
+import json
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from svc import stack
+
+
+@pytest.fixture(scope="module")
+def gunicorn(config):
+    state = Path(tempfile.mkdtemp(prefix="tasks-svc-gunicorn-"))
+    port = stack.free_port()
+    pid = stack.start_app(state, port, {"DATABASE_URL": config.DATABASE_URL,
+                                        "REDIS_URL": config.REDIS_URL})
+    yield f"http://127.0.0.1:{port}", state / "gunicorn.log"
+    stack.stop_pid(pid)
+
+
+def test_gunicorn_serves_the_api_and_logs_json_lines_with_the_request_id(gunicorn, db):
+    base, log = gunicorn
+    request = urllib.request.Request(f"{base}/api/tasks", headers={"X-Request-ID": "gunicorn-1"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200 and response.headers["X-Request-ID"] == "gunicorn-1"
+        assert json.load(response)["items"] == []
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    access = [e for e in lines if e.get("request_id") == "gunicorn-1"]
+    assert access and access[0]["status"] == 200 and access[0]["path"] == "/api/tasks"
+    assert access[0]["method"] == "GET" and access[0]["ms"] >= 0
+
+
+def test_gunicorn_body_limit_holds_for_chunked_uploads(gunicorn, db):
+    import http.client
+
+    base, _ = gunicorn
+    conn = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
+    body = b'{"title": "x"}' + b" " * (70 * 1024)  # valid JSON if the server truncated it
+    conn.request("POST", "/api/tasks", body=iter([body]), encode_chunked=True,
+                 headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    response = conn.getresponse()
+    assert response.status == 413
+    assert response.getheader("Content-Type") == "application/problem+json"
+    assert db.execute("select count(*) from tasks").fetchone()[0] == 0
