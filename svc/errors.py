@@ -39,7 +39,8 @@ def problem(status, detail, errors=None, headers=None):
     if errors:
         body["errors"] = errors
     response = current_app.response_class(
-        json.dumps(body, ensure_ascii=False), status=status, mimetype=PROBLEM_JSON)
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
+        mimetype=PROBLEM_JSON)
     response.headers.update(headers or {})
     response.headers["Cache-Control"] = "no-store"
     return response

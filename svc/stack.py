@@ -6,6 +6,7 @@ with.
 """
 
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -178,8 +179,7 @@ def start_app(state_dir, port, env):
 def render_nginx(state_dir, values):
     """Write conf/nginx/nginx.conf with `values` filled in to `state_dir`; returns its path."""
     state_dir = Path(state_dir)
-    for sub in ("cache", "tmp"):
-        (state_dir / sub).mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
     defaults = {"STATE_DIR": str(state_dir), "CONF_DIR": str(NGINX_TEMPLATE.parent),
                 "RESOLVER": "127.0.0.1", "EDGE_TTL": "60"}
     text = string.Template(NGINX_TEMPLATE.read_text()).safe_substitute({**defaults, **values})
@@ -199,6 +199,8 @@ def start_nginx(state_dir, port, app_port, redis_port):
     conf = render_nginx(state_dir, {"LISTEN": f"127.0.0.1:{port}",
                                     "APP_UPSTREAM": f"127.0.0.1:{app_port}",
                                     "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port)})
+    # A killed nginx leaves its socket behind, and then cannot bind it again.
+    (Path(state_dir) / "edge.sock").unlink(missing_ok=True)
     proc = _spawn([nginx_binary(), "-p", str(state_dir), "-c", str(conf), "-g", "daemon off;"],
                   Path(state_dir) / "nginx.out")
     wait_for(lambda: proc.poll() is None and _http_ok(f"http://127.0.0.1:{port}/api/health"),
@@ -219,28 +221,37 @@ def _http_ok(url):
 class Stack:
     """PostgreSQL, Redis, gunicorn and nginx with their state (and pid files) in one folder."""
 
-    PIDS = ("nginx", "gunicorn", "redis")  # stopped in this order, then PostgreSQL
+    ORDER = ("postgres", "redis", "gunicorn", "nginx")  # start order; stopped in reverse
 
     def __init__(self, state_dir=STACK_DIR, http_port=8080):
         self.dir = Path(state_dir)
-        self.http_port = http_port
-        self.base_url = f"http://127.0.0.1:{http_port}"
+        self.ports_file = self.dir / "ports.json"
+        if self.ports_file.exists():  # a stack that is up keeps the ports it started with
+            self.ports = json.loads(self.ports_file.read_text())
+        else:
+            self.ports = {"http": http_port}
+        self.base_url = f"http://127.0.0.1:{self.ports['http']}"
 
-    def _pidfile(self, name):
-        return self.dir / f"{name}.pid"
+    @property
+    def database_url(self):
+        return f"postgresql://postgres@127.0.0.1:{self.ports['postgres']}/tasks"
+
+    @property
+    def redis_url(self):
+        return f"redis://127.0.0.1:{self.ports['redis']}/0"
 
     def pid(self, name):
         """The PID recorded for `name`, or None."""
         if name == "postgres":
             return postgres_pid(self.dir / "postgres")
         try:
-            return int(self._pidfile(name).read_text())
+            return int((self.dir / f"{name}.pid").read_text())
         except (OSError, ValueError):
             return None
 
     def running(self):
         """True if every process of the stack is alive."""
-        return all(p and pid_alive(p) for p in map(self.pid, ("postgres", *self.PIDS)))
+        return all(p and pid_alive(p) for p in map(self.pid, self.ORDER))
 
     def up(self):
         """Start everything, migrate, seed an empty table, wait for health through nginx."""
@@ -252,28 +263,48 @@ class Stack:
         self.down()  # a half-started stack from before: clear it
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)  # postgres and nginx workers run as other users
-        self.ports = {"postgres": free_port(), "redis": free_port(), "app": free_port()}
-        self.database_url = start_postgres(self.dir / "postgres", self.ports["postgres"])
-        self.redis_url, pid = start_redis(self.dir, self.ports["redis"])
-        self._pidfile("redis").write_text(str(pid))
+        self.ports.update(postgres=free_port(), redis=free_port(), app=free_port())
+        self.ports_file.write_text(json.dumps(self.ports))
+        self.start("postgres")
+        self.start("redis")
         config = Config.from_env({}, DATABASE_URL=self.database_url, REDIS_URL=self.redis_url)
-        migrate(config, "apply", out=open(os.devnull, "w"))
-        seed(config, 20, if_empty=True, out=open(os.devnull, "w"))
-        self.app_env = {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url}
-        self._pidfile("gunicorn").write_text(
-            str(start_app(self.dir, self.ports["app"], self.app_env)))
-        self._pidfile("nginx").write_text(str(start_nginx(
-            self.dir / "nginx", self.http_port, self.ports["app"], self.ports["redis"])))
+        with open(os.devnull, "w") as quiet:
+            migrate(config, "apply", out=quiet)
+            seed(config, 20, if_empty=True, out=quiet)
+        self.start("gunicorn")
+        self.start("nginx")
         return self.base_url
+
+    def start(self, name):
+        """Start one server of the stack on its recorded port."""
+        if name == "postgres":
+            start_postgres(self.dir / "postgres", self.ports["postgres"])
+            return
+        if name == "redis":
+            pid = start_redis(self.dir, self.ports["redis"])[1]
+        elif name == "gunicorn":
+            pid = start_app(self.dir, self.ports["app"],
+                            {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url})
+        else:
+            pid = start_nginx(self.dir / "nginx", self.ports["http"], self.ports["app"],
+                              self.ports["redis"])
+        (self.dir / f"{name}.pid").write_text(str(pid))
+
+    def stop(self, name):
+        """Stop one server of the stack by its PID."""
+        if name == "postgres":
+            stop_postgres(self.dir / "postgres")
+            return
+        pid = self.pid(name)
+        if pid:
+            stop_pid(pid, signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
+        (self.dir / f"{name}.pid").unlink(missing_ok=True)
 
     def down(self):
         """Stop every process this stack started, by PID."""
-        for name in self.PIDS:
-            pid = self.pid(name)
-            if pid:
-                stop_pid(pid, signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
-            self._pidfile(name).unlink(missing_ok=True)
-        stop_postgres(self.dir / "postgres")
+        for name in reversed(self.ORDER):
+            self.stop(name)
+        self.ports_file.unlink(missing_ok=True)
 
 
 def main(action):
@@ -283,7 +314,7 @@ def main(action):
         was_running = stack.running()
         try:
             url = stack.up()
-        except StackError as exc:
+        except (StackError, OSError, subprocess.CalledProcessError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             stack.down()
             return 1

@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# Two targets: `app` (gunicorn + Flask) and `edge` (Debian's nginx with the Lua module, the same
+# packages the tests run, so the tested config is the shipped config).
+
+FROM python:3.11-slim-bookworm AS app
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ARG UID=10001
+ARG GID=10001
+RUN groupadd --gid "${GID}" app \
+    && useradd --uid "${UID}" --gid app --no-create-home --shell /usr/sbin/nologin app
+WORKDIR /app
+COPY requirements.txt .
+# Only the runtime block of requirements.txt: the test tools stay out of the image.
+RUN sed '/^# Tests/,$d' requirements.txt > /tmp/runtime.txt \
+    && pip install -r /tmp/runtime.txt && rm /tmp/runtime.txt
+COPY svc/ svc/
+COPY sql/ sql/
+COPY migrations/ migrations/
+COPY conf/gunicorn.conf.py conf/
+USER app
+ENV GUNICORN_BIND=0.0.0.0:8000
+EXPOSE 8000
+CMD ["gunicorn", "-c", "conf/gunicorn.conf.py", "svc.wsgi:app"]
+
+FROM debian:bookworm-slim AS edge
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nginx libnginx-mod-http-lua gettext-base \
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /var/lib/tasks-edge \
+    && chown www-data:www-data /var/lib/tasks-edge
+COPY conf/nginx/ /etc/tasks-edge/
+ENV LISTEN=8080 APP_UPSTREAM=app:8000 REDIS_HOST=redis REDIS_PORT=6379 RESOLVER=127.0.0.11 \
+    STATE_DIR=/var/lib/tasks-edge CONF_DIR=/etc/tasks-edge EDGE_TTL=60
+USER www-data
+EXPOSE 8080
+# Fill in only our ${UPPER_CASE} variables: nginx's own $variables must survive envsubst.
+CMD ["sh", "-c", "envsubst '${LISTEN} ${APP_UPSTREAM} ${REDIS_HOST} ${REDIS_PORT} ${RESOLVER} ${STATE_DIR} ${CONF_DIR} ${EDGE_TTL}' < /etc/tasks-edge/nginx.conf > \"$STATE_DIR/nginx.conf\" && exec nginx -p \"$STATE_DIR\" -c \"$STATE_DIR/nginx.conf\" -g 'daemon off;'"]

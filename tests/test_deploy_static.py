@@ -1,0 +1,143 @@
+"""compose.yaml, the Dockerfile and the nginx template, checked without a Docker engine."""
+
+import re
+import subprocess
+from dataclasses import fields
+
+import pytest
+import yaml
+
+from svc import stack
+from svc.config import Config
+
+ROOT = stack.ROOT
+COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+TEMPLATE_VARS = set(re.findall(r"\$\{([A-Z_]+)\}", stack.NGINX_TEMPLATE.read_text()))
+GUNICORN_ENV = set(re.findall(r'os\.environ\.get\("([A-Z_]+)"',
+                              (ROOT / "conf" / "gunicorn.conf.py").read_text()))
+
+
+def stage(name):
+    """The Dockerfile lines of build stage `name`."""
+    match = re.search(rf"^FROM \S+ AS {name}\n(.*?)(?=^FROM |\Z)", DOCKERFILE, re.M | re.S)
+    assert match, f"no stage {name}"
+    return match.group(1)
+
+
+def test_compose_has_the_five_services_with_healthchecks_and_start_order():
+    assert set(SERVICES) == {"db", "redis", "migrate", "app", "nginx"}
+    for name in ("db", "redis", "app"):
+        assert SERVICES[name]["healthcheck"]["test"], name
+    assert SERVICES["db"]["image"].startswith("postgres:")
+    assert "pg_isready" in " ".join(SERVICES["db"]["healthcheck"]["test"])
+    assert SERVICES["redis"]["image"].startswith("redis:")
+    assert SERVICES["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
+    assert SERVICES["app"]["depends_on"]["migrate"]["condition"] == \
+        "service_completed_successfully"
+    assert SERVICES["nginx"]["depends_on"]["app"]["condition"] == "service_healthy"
+    assert SERVICES["migrate"]["command"][-1] == \
+        "python -m svc migrate apply && python -m svc seed --if-empty"
+    assert any(v.startswith("pgdata:") for v in SERVICES["db"]["volumes"])
+    assert "pgdata" in COMPOSE["volumes"]
+
+
+def test_only_nginx_publishes_a_port_and_it_is_the_one_nginx_listens_on():
+    published = {name for name, s in SERVICES.items() if s.get("ports")}
+    assert published == {"nginx"}
+    (mapping,) = SERVICES["nginx"]["ports"]
+    host, container = mapping.rsplit(":", 1)
+    assert host == "${HTTP_PORT:-80}"
+    assert SERVICES["nginx"]["environment"]["LISTEN"] == container
+    assert f"EXPOSE {container}" in stage("edge")
+    assert COMPOSE["networks"]["backend"]["internal"] is True
+
+
+def test_app_address_agrees_across_compose_gunicorn_and_nginx():
+    app = SERVICES["app"]
+    bind_port = app["environment"]["GUNICORN_BIND"].rsplit(":", 1)[1]
+    assert app["expose"] == [bind_port]
+    assert SERVICES["nginx"]["environment"]["APP_UPSTREAM"] == f"app:{bind_port}"
+    assert f"EXPOSE {bind_port}" in stage("app")
+    health = " ".join(app["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{bind_port}/api/health" in health
+    redis_url = app["environment"]["REDIS_URL"]
+    assert redis_url == "redis://{REDIS_HOST}:{REDIS_PORT}/0".format(
+        **SERVICES["nginx"]["environment"])
+
+
+def test_healthcheck_url_is_a_route_of_the_app(app):
+    assert "/api/health" in {rule.rule for rule in app.url_map.iter_rules()}
+
+
+def test_compose_env_names_are_ones_the_code_reads():
+    config_names = {f.name for f in fields(Config)}
+    for name in ("migrate", "app"):
+        env = SERVICES[name]["environment"]
+        assert set(env) <= config_names | GUNICORN_ENV, set(env) - config_names - GUNICORN_ENV
+        assert "DATABASE_URL" in env
+    assert set(SERVICES["nginx"]["environment"]) <= TEMPLATE_VARS
+
+
+def test_every_required_compose_variable_is_in_env_example():
+    text = (ROOT / "compose.yaml").read_text()
+    used = set(re.findall(r"\$\{([A-Z_]+)(?::?[-?][^}]*)?\}", text))
+    example = {line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines()
+               if line and not line.startswith("#")}
+    assert used <= example, used - example
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_dockerfile_copies_only_files_that_exist_and_ignores_local_state():
+    for source in re.findall(r"^COPY (?:--\S+ )*(\S+) \S+$", DOCKERFILE, re.M):
+        assert (ROOT / source).exists(), source
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", ".stack", ".env"} <= set(ignored)
+
+
+def test_both_images_run_as_a_non_root_user():
+    for name in ("app", "edge"):
+        users = re.findall(r"^USER (\S+)$", stage(name), re.M)
+        assert users and users[-1] not in ("root", "0"), name
+
+
+def test_app_image_runs_gunicorn_with_the_repo_config_and_runtime_packages_only():
+    app = stage("app")
+    assert 'CMD ["gunicorn", "-c", "conf/gunicorn.conf.py", "svc.wsgi:app"]' in app
+    assert "sed '/^# Tests/,$d' requirements.txt" in app
+    requirements = (ROOT / "requirements.txt").read_text()
+    runtime = requirements.split("# Tests")[0]
+    assert "pytest" not in runtime and "testcontainers" not in runtime and "flask" in runtime
+
+
+def test_edge_image_fills_exactly_the_template_variables():
+    edge = stage("edge")
+    assert "nginx libnginx-mod-http-lua" in edge
+    (cmd,) = re.findall(r"envsubst '([^']+)'", edge)
+    assert set(re.findall(r"\$\{([A-Z_]+)\}", cmd)) == TEMPLATE_VARS
+    env_line = re.search(r"^ENV LISTEN=.*?(?<!\\)$", edge, re.M | re.S).group(0)
+    assert set(re.findall(r"([A-Z_]+)=", env_line)) == TEMPLATE_VARS
+
+
+def test_local_stack_fills_every_template_variable(tmp_path):
+    conf = stack.render_nginx(tmp_path, {"LISTEN": "127.0.0.1:1", "APP_UPSTREAM": "127.0.0.1:2",
+                                         "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "3"})
+    assert not re.search(r"\$\{[A-Z_]+\}", conf.read_text())
+
+
+def test_rendered_config_passes_nginx_t_with_the_compose_values(tmp_path):
+    env = dict(SERVICES["nginx"]["environment"])
+    # nginx -t resolves upstream host names; the compose names exist only inside compose.
+    env["APP_UPSTREAM"] = env["APP_UPSTREAM"].replace("app:", "127.0.0.1:")
+    conf = stack.render_nginx(tmp_path, env)
+    result = subprocess.run([stack.nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(conf)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "syntax is ok" in result.stderr
+
+
+@pytest.mark.parametrize("service", ["migrate", "app"])
+def test_app_services_build_the_app_target(service):
+    assert SERVICES[service]["build"]["target"] == "app"
+    assert SERVICES["nginx"]["build"]["target"] == "edge"
