@@ -1,0 +1,257 @@
+"""The whole stack through a real nginx: micro-cache, the shared Redis edge cache, limits."""
+
+import http.client
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from svc.stack import Stack, free_port
+
+MICRO = 2.1  # nginx counts the 1 s validity in whole seconds: an entry lives under 2 s
+
+
+@pytest.fixture(scope="module")
+def edge():
+    """A stack started by the code behind `make up`, on free ports."""
+    state = Path(tempfile.mkdtemp(prefix="tasks-svc-edge-"))
+    stack = Stack(state_dir=state, http_port=free_port())
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+class Reply:
+    def __init__(self, response):
+        self.status = response.status
+        self.headers = response.headers
+        self.body = response.read()
+
+    def json(self):
+        return json.loads(self.body)
+
+    def header(self, name):
+        return self.headers.get(name)
+
+
+def call(stack, method, path, body=None, headers=None, source="127.0.0.1"):
+    """One request to nginx, optionally from another loopback address."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack.ports["http"], timeout=10,
+                                      source_address=(source, 0))
+    try:
+        if isinstance(body, dict):
+            body = json.dumps(body)
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        conn.request(method, path, body=body, headers=headers or {})
+        return Reply(conn.getresponse())
+    finally:
+        conn.close()
+
+
+def new_task(stack, title="edge"):
+    reply = call(stack, "POST", "/api/tasks", {"title": title})
+    assert reply.status == 201, reply.body
+    return reply.json()
+
+
+@pytest.fixture
+def app_stopped(edge):
+    """Stop gunicorn for the test; start it again afterwards."""
+    edge.stop("gunicorn")
+    yield
+    edge.start("gunicorn")
+
+
+@pytest.fixture
+def redis_stopped(edge):
+    """Stop Redis for the test; start it again afterwards."""
+    edge.stop("redis")
+    yield
+    edge.start("redis")
+
+
+def test_micro_cache_misses_then_hits_then_expires(edge):
+    url = f"/api/tasks/{new_task(edge)['id']}"
+    first, second = call(edge, "GET", url), call(edge, "GET", url)
+    assert (first.header("X-Cache-Status"), second.header("X-Cache-Status")) == ("MISS", "HIT")
+    assert first.body == second.body
+    time.sleep(MICRO)
+    assert call(edge, "GET", url).header("X-Cache-Status") in ("EXPIRED", "MISS")
+
+
+def test_head_is_cached_like_get(edge):
+    url = f"/api/tasks/{new_task(edge)['id']}"
+    assert call(edge, "GET", url).status == 200
+    head = call(edge, "HEAD", url)
+    assert head.status == 200 and head.body == b"" and head.header("X-Cache-Status") == "HIT"
+
+
+def test_writes_are_never_cached(edge):
+    task = new_task(edge)
+    url = f"/api/tasks/{task['id']}"
+    versions = [call(edge, "PATCH", url, {"title": f"v{i}"}).json()["version"] for i in range(3)]
+    assert versions == [2, 3, 4]
+    created = {new_task(edge)["id"] for _ in range(2)}
+    assert len(created) == 2
+
+
+def test_no_cache_bypasses_every_layer(edge):
+    url = f"/api/tasks/{new_task(edge)['id']}"
+    for _ in range(2):
+        reply = call(edge, "GET", url, headers={"Cache-Control": "no-cache"})
+        assert reply.header("X-Cache-Status") == "BYPASS"
+        assert reply.header("X-Edge-Cache") == "BYPASS"
+    assert call(edge, "GET", url).header("X-Cache-Status") == "MISS"  # bypasses stored nothing
+
+
+def test_health_is_never_cached(edge):
+    replies = [call(edge, "GET", "/api/health") for _ in range(3)]
+    assert all(r.status == 200 and r.header("X-Cache-Status") is None for r in replies)
+    assert all(r.header("X-Edge-Cache") is None for r in replies)
+
+
+def test_conditional_get_is_answered_304_by_each_layer(edge):
+    url = f"/api/tasks/{new_task(edge)['id']}"
+    etag = call(edge, "GET", url).header("ETag")
+    micro = call(edge, "GET", url, headers={"If-None-Match": etag})
+    assert micro.status == 304 and micro.header("X-Cache-Status") == "HIT"
+    time.sleep(MICRO)
+    from_edge = call(edge, "GET", url, headers={"If-None-Match": etag})
+    assert from_edge.status == 304 and from_edge.header("X-Edge-Cache") == "HIT"
+    assert call(edge, "GET", url, headers={"If-None-Match": '"0-0"'}).status == 200
+
+
+def test_if_match_still_reaches_the_app_through_nginx(edge):
+    task = new_task(edge)
+    url = f"/api/tasks/{task['id']}"
+    stale = call(edge, "PATCH", url, {"done": True}, headers={"If-Match": f'"{task["id"]}-9"'})
+    assert stale.status == 412
+    fresh = call(edge, "PATCH", url, {"done": True}, headers={"If-Match": f'"{task["id"]}-1"'})
+    assert fresh.status == 200
+
+
+def test_after_a_write_and_two_seconds_no_layer_serves_old_data(edge):
+    task = new_task(edge, "before")
+    item, page = f"/api/tasks/{task['id']}", f"/api/tasks?after={task['id'] - 1}&limit=1"
+    for url in (item, page, item, page):  # fills the micro-cache and the edge cache
+        call(edge, "GET", url)
+    time.sleep(MICRO)
+    assert call(edge, "GET", item).header("X-Edge-Cache") == "HIT"
+    call(edge, "PATCH", item, {"title": "after"})
+    time.sleep(MICRO)
+    fresh_item, fresh_page = call(edge, "GET", item), call(edge, "GET", page)
+    assert fresh_item.json()["title"] == "after" and fresh_item.header("X-Edge-Cache") == "MISS"
+    assert fresh_page.json()["items"][0]["title"] == "after"
+
+
+def test_edge_hit_is_served_while_the_app_is_stopped(edge, request):
+    url = f"/api/tasks/{new_task(edge)['id']}"
+    expected = call(edge, "GET", url)
+    assert expected.header("X-Edge-Cache") == "MISS"  # stored in Redis on the way out
+    request.getfixturevalue("app_stopped")  # from here on, nothing answers on the app's port
+    time.sleep(MICRO)
+    reply = call(edge, "GET", url)
+    assert reply.status == 200 and reply.body == expected.body
+    assert reply.header("X-Edge-Cache") == "HIT" and reply.header("ETag") == expected.header("ETag")
+    assert reply.header("X-Cache-Status") in ("EXPIRED", "MISS")
+
+
+def test_stale_micro_cache_entry_is_served_when_the_app_fails(edge, request):
+    url = f"/api/tasks/{new_task(edge)['id']}"
+    expected = call(edge, "GET", url)
+    request.getfixturevalue("app_stopped")
+    redis.Redis.from_url(edge.redis_url).incr("tasks:gen")  # hide the edge entry
+    time.sleep(MICRO)
+    reply = call(edge, "GET", url)
+    assert reply.status == 200 and reply.header("X-Cache-Status") == "STALE"
+    assert reply.body == expected.body
+    never_cached = call(edge, "GET", "/api/tasks/987654321")
+    assert never_cached.status == 502
+    assert never_cached.header("Content-Type") == "application/problem+json"
+    assert never_cached.json()["status"] == 502
+
+
+def test_redis_stopped_still_serves_200_quickly(edge, request):
+    task = new_task(edge)
+    request.getfixturevalue("redis_stopped")
+    started = time.monotonic()
+    reply = call(edge, "GET", f"/api/tasks/{task['id']}")
+    assert reply.status == 200 and reply.json()["id"] == task["id"]
+    assert time.monotonic() - started < 1.0
+    assert call(edge, "POST", "/api/tasks", {"title": "no redis"}).status == 201
+    health = call(edge, "GET", "/api/health")
+    assert health.status == 200 and health.json()["status"] == "degraded"
+
+
+def test_body_over_64_kib_is_413_problem_json(edge):
+    reply = call(edge, "POST", "/api/tasks", b'{"title": "' + b"x" * 65 * 1024 + b'"}',
+                 headers={"Content-Type": "application/json"})
+    assert reply.status == 413
+    assert reply.header("Content-Type") == "application/problem+json"
+    assert reply.json()["status"] == 413
+
+
+def test_a_burst_of_writes_is_rate_limited_with_429(edge):
+    # From its own loopback address, so the limit does not spill over to the other tests.
+    statuses = [call(edge, "POST", "/api/tasks", {"title": "burst"}, source="127.0.0.2")
+                for _ in range(60)]
+    limited = [r for r in statuses if r.status == 429]
+    assert limited and any(r.status == 201 for r in statuses)
+    assert limited[0].header("Content-Type") == "application/problem+json"
+    assert limited[0].json()["status"] == 429
+    assert call(edge, "GET", "/api/tasks?limit=1", source="127.0.0.2").status == 200  # reads pass
+
+
+def test_request_id_is_this_requests_even_on_cache_hits(edge):
+    url = f"/api/tasks/{new_task(edge)['id']}"
+    call(edge, "GET", url)
+    mine = call(edge, "GET", url, headers={"X-Request-ID": "client-id-7"})
+    assert mine.header("X-Cache-Status") == "HIT" and mine.header("X-Request-ID") == "client-id-7"
+    ids = {call(edge, "GET", url).header("X-Request-ID") for _ in range(2)}
+    assert len(ids) == 2 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+
+
+def test_app_sees_the_real_client_address_once_and_ignores_spoofed_ones(edge):
+    rid = f"xff-{time.monotonic_ns()}"
+    call(edge, "GET", "/api/health", headers={"X-Request-ID": rid, "X-Forwarded-For": "6.6.6.6"},
+         source="127.0.0.3")
+    log = edge.dir / "gunicorn.log"
+
+    def line():
+        return next((json.loads(l) for l in log.read_text().splitlines() if rid in l), None)
+
+    deadline = time.monotonic() + 5
+    while line() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert line()["remote"] == "127.0.0.3"
+
+
+def test_server_header_hides_the_nginx_version(edge):
+    assert call(edge, "GET", "/api/health").header("Server") == "nginx"
+    assert call(edge, "GET", "/api/nothing").header("Server") == "nginx"
+
+
+def test_up_twice_is_a_no_op_and_down_leaves_nothing_listening():
+    import socket
+
+    from svc.stack import pid_alive
+
+    stack = Stack(state_dir=Path(tempfile.mkdtemp(prefix="tasks-svc-updown-")),
+                  http_port=free_port())
+    try:
+        url = stack.up()
+        pids = {name: stack.pid(name) for name in Stack.ORDER}
+        again = Stack(state_dir=stack.dir, http_port=free_port())  # as a second `make up` would
+        assert again.up() == url and {n: again.pid(n) for n in Stack.ORDER} == pids
+    finally:
+        stack.down()
+    assert not any(pid_alive(pid) for pid in pids.values())
+    for port in {stack.ports[k] for k in ("http", "app", "redis", "postgres")}:
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
