@@ -28,6 +28,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends nginx libnginx-mod-http-lua gettext-base \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /var/lib/tasks-edge \
+    && ln -sf /dev/stdout /var/lib/tasks-edge/access.log \
+    && ln -sf /dev/stderr /var/lib/tasks-edge/error.log \
     && chown www-data:www-data /var/lib/tasks-edge
 COPY conf/nginx/ /etc/tasks-edge/
 ENV LISTEN=8080 APP_UPSTREAM=app:8000 REDIS_HOST=redis REDIS_PORT=6379 RESOLVER=127.0.0.11 \
