@@ -1,5 +1,6 @@
 """The read-through cache in Redis: generation-keyed, stampede-safe, never fatal."""
 
+import contextlib
 import logging
 import secrets
 import time
@@ -72,7 +73,8 @@ class Cache:
         try:
             value = loader()
         except BaseException:
-            self._unlock(keys=[lock_key], args=[token])
+            with contextlib.suppress(redis.RedisError):  # the loader's error is the one to report
+                self._unlock(keys=[lock_key], args=[token])
             raise
         try:  # the value is loaded: a Redis error from here on must not load it again
             if value is not None:

@@ -56,9 +56,10 @@ def parse_query(path):
     return Query(m["name"], m["shape"], m["doc"], body)
 
 
-def load_queries(sql_dir=SQL_DIR):
-    """Load every sql/*.sql file, failing fast on a malformed or missing one."""
-    queries = {q.name: q for q in map(parse_query, sorted(Path(sql_dir).glob("*.sql")))}
+def load_queries(sql_dir=None):
+    """Load every sql/*.sql file (or `sql_dir`'s), failing fast on a malformed or missing one."""
+    sql_dir = Path(sql_dir or SQL_DIR)
+    queries = {q.name: q for q in map(parse_query, sorted(sql_dir.glob("*.sql")))}
     missing = [name for name in REQUIRED if name not in queries]
     if missing:
         raise SqlFileError(f"missing SQL files in {sql_dir}: {', '.join(missing)}")

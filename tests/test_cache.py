@@ -153,3 +153,15 @@ def test_redis_outage_is_logged_once_not_per_request(config, provider, db, caplo
         assert len(warnings) == 1
     finally:
         close_app(app)
+
+
+def test_a_failing_loader_releases_its_fill_lock(config, rds):
+    cache = Cache(make_redis(config.REDIS_URL), ttl=60)
+
+    def broken():
+        raise RuntimeError("database went away")
+
+    with pytest.raises(RuntimeError, match="database went away"):
+        cache.read_through("f", 60, broken)
+    assert rds.keys("*:lock") == []
+    assert cache.read_through("f", 60, lambda: b"ok") == (b"ok", False)

@@ -42,7 +42,6 @@ def test_missing_sql_file_stops_start_up(tmp_path, monkeypatch, config):
         if path.stem != "get_task":
             (tmp_path / path.name).write_text(path.read_text())
     monkeypatch.setattr(db, "SQL_DIR", tmp_path)
-    monkeypatch.setattr(db.load_queries, "__defaults__", (tmp_path,))
     with pytest.raises(SqlFileError, match="missing SQL files.*get_task"):
         create_app({"DATABASE_URL": config.DATABASE_URL, "REDIS_URL": config.REDIS_URL})
 
