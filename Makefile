@@ -34,5 +34,16 @@ up: deps venv
 down:
 	@if [ -x $(PY) ]; then $(PY) -m svc stack down; else echo "nothing to stop"; fi
 
+# Layer-by-layer read benchmark on a throwaway stack (never part of make test); needs wrk.
+bench: deps venv
+	@command -v wrk >/dev/null || { \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing: wrk"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
+	else \
+		echo "missing: wrk (sudo apt-get install wrk)"; exit 1; \
+	fi; }
+	$(PY) tests/bench.py
+
 clean: down
 	rm -rf .stack $(VENV) .pytest_cache

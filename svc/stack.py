@@ -168,7 +168,8 @@ def start_redis(state_dir, port):
 
 def start_app(state_dir, port, env):
     """Start gunicorn with conf/gunicorn.conf.py on 127.0.0.1:`port`; returns its master PID."""
-    env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2", **env}
+    # Two workers unless the caller's WEB_CONCURRENCY says otherwise: enough on a laptop.
+    env = {"WEB_CONCURRENCY": "2", **os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", **env}
     proc = _spawn([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "conf" / "gunicorn.conf.py"),
                    "svc.wsgi:app"], Path(state_dir) / "gunicorn.log", env)
     wait_for(lambda: proc.poll() is None and _http_ok(f"http://127.0.0.1:{port}/api/health"),
