@@ -32,6 +32,8 @@ def _if_match_versions(task_id):
         return None
     versions = []
     for tag in if_match:  # strong tags only: If-Match uses the strong comparison
+        if not tag:  # werkzeug yields None for an empty tag ("")
+            continue
         owner, _, version = tag.partition("-")
         if owner == str(task_id) and version.isdigit() and len(version) < 10:
             versions.append(int(version))

@@ -159,6 +159,15 @@ def test_if_match_with_current_etag_applies_once_and_then_fails(client):
     assert client.delete(url, headers={"If-Match": first.headers["ETag"]}).status_code == 204
 
 
+@pytest.mark.parametrize("if_match", ['""', 'W/"", ""', "garbage", '"1-"', '"x-1"', ",", '"1-1'])
+def test_malformed_if_match_is_412_not_500(client, if_match):
+    task = create(client)
+    response = client.patch(f"/api/tasks/{task['id']}", json={"done": True},
+                            headers={"If-Match": if_match})
+    assert response.status_code == 412
+    assert client.get(f"/api/tasks/{task['id']}").get_json()["version"] == 1
+
+
 def test_if_match_on_missing_task_is_404(client):
     response = client.put("/api/tasks/999", json={"title": "x"}, headers={"If-Match": '"999-1"'})
     assert response.status_code == 404
