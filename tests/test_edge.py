@@ -189,6 +189,21 @@ def test_redis_stopped_still_serves_200_quickly(edge, request):
     assert health.status == 200 and health.json()["status"] == "degraded"
 
 
+def test_database_restart_gives_503_then_recovers_without_restarting_the_app(edge):
+    edge.stop("postgres")
+    try:
+        started = time.monotonic()
+        down = call(edge, "POST", "/api/tasks", {"title": "while down"})
+        assert down.status == 503 and down.header("Retry-After") == "2"
+        assert down.header("Content-Type") == "application/problem+json"
+        assert time.monotonic() - started < 5
+        assert call(edge, "GET", "/api/health").json()["status"] == "down"
+    finally:
+        edge.start("postgres")
+    assert new_task(edge, "after the restart")["title"] == "after the restart"
+    assert call(edge, "GET", "/api/health").json()["status"] == "ok"
+
+
 def test_body_over_64_kib_is_413_problem_json(edge):
     reply = call(edge, "POST", "/api/tasks", b'{"title": "' + b"x" * 65 * 1024 + b'"}',
                  headers={"Content-Type": "application/json"})
