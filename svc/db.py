@@ -9,6 +9,7 @@ from psycopg_pool import ConnectionPool
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 SHAPES = ("one", "many", "exec", "execrows")
+RECONNECT_TIMEOUT = 5.0
 HEADER = re.compile(r"-- name: (?P<name>[a-z_]+) :(?P<shape>[a-z]+)\n-- (?P<doc>\S.*)\n")
 # Every query the code runs; start-up fails if one is missing.
 REQUIRED = ("get_task", "list_tasks", "list_tasks_by_done", "create_task", "update_task",
@@ -75,6 +76,10 @@ def make_pool(config):
         max_size=config.DB_POOL_MAX,
         timeout=config.DB_POOL_TIMEOUT,
         check=ConnectionPool.check_connection,
+        # The pool's reconnect backoff doubles without a cap until this timeout: after a long
+        # outage it would leave us answering 503 for minutes. Giving up early lets the next
+        # request regrow the pool at once, so recovery takes seconds whatever the outage.
+        reconnect_timeout=RECONNECT_TIMEOUT,
         name="tasks",
         open=True,
     )
