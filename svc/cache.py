@@ -43,7 +43,6 @@ class Cache:
         The key embeds the write generation, so a value loaded before a write is stored under
         a generation no reader asks for after it. A loader returning None is not cached.
         """
-        full_key = None
         try:
             if self.available():
                 gen = self.client.get(GEN_KEY) or b"0"
