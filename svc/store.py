@@ -5,7 +5,9 @@ import json
 from datetime import timezone
 from urllib.parse import urlencode
 
+import psycopg
 from flask import current_app
+from psycopg_pool import PoolTimeout
 
 
 def _run(name, **params):
@@ -13,6 +15,15 @@ def _run(name, **params):
     ext = current_app.extensions
     with ext["pool"].connection() as conn:
         return ext["queries"][name].run(conn, params)
+
+
+def database_ok():
+    """True if PostgreSQL answers a round trip within the pool timeout."""
+    try:
+        _run("ping_database")
+    except (PoolTimeout, psycopg.Error):
+        return False
+    return True
 
 
 def dumps(obj):
