@@ -45,7 +45,7 @@ def _not_done(task_id):
     if store.task_exists(task_id):
         return ApiError(412, "The task has changed since you read it (If-Match does not match); "
                              "GET it again and retry with the new ETag.")
-    return ApiError(404, "No task has this id.")
+    return validation.no_such_task()
 
 
 @bp.get("")
@@ -73,7 +73,7 @@ def get_task(raw_id):
     """One task; 304 when If-None-Match still matches."""
     found = store.get_task(validation.task_id(raw_id))
     if found is None:
-        raise ApiError(404, "No task has this id.")
+        raise validation.no_such_task()
     tag, body, hit = found
     return _conditional(_json(body), tag, hit)
 

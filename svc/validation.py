@@ -17,10 +17,19 @@ DEFAULTS = {"description": "", "done": False}
 LIST_PARAMS = ("limit", "after", "done")
 
 
+def no_such_task():
+    """The 404 for an id that names no task."""
+    return ApiError(404, "No task has this id.")
+
+
+def _too_large():
+    return ApiError(413, f"The body is larger than {MAX_BODY} bytes.")
+
+
 def task_id(raw):
     """A path segment as a positive int64, or 404 (it cannot name a task)."""
     if not ID.fullmatch(raw) or int(raw) > INT64_MAX:
-        raise ApiError(404, "No task has this id.")
+        raise no_such_task()
     return int(raw)
 
 
@@ -38,7 +47,7 @@ def _no_duplicates(pairs):
 def json_body():
     """The request body as a JSON object; 413, 415 or 400 when it is not one."""
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, f"The body is larger than {MAX_BODY} bytes.")
+        raise _too_large()
     if request.mimetype != "application/json":
         raise ApiError(415, "Send the body as Content-Type: application/json.")
     charset = request.mimetype_params.get("charset", "utf-8").lower()
@@ -70,7 +79,7 @@ def _read_body():
         chunks.append(chunk)
         size += len(chunk)
     if size > MAX_BODY:
-        raise ApiError(413, f"The body is larger than {MAX_BODY} bytes.")
+        raise _too_large()
     return b"".join(chunks)
 
 
