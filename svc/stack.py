@@ -83,11 +83,14 @@ def stop_pid(pid, sig=signal.SIGTERM, timeout=15.0):
 
 
 def _owned_by(path, user):
-    """Make `path` (and its contents) belong to `user` when we are root; else leave it."""
+    """Make the directory `path` belong to `user` when we are root; else leave it.
+
+    Not recursive: nginx creates and chowns its own cache and temp directories, and a cache
+    can hold many files.
+    """
     if os.geteuid() == 0:
         entry = pwd.getpwnam(user)
-        for p in [path, *path.rglob("*")]:
-            os.chown(p, entry.pw_uid, entry.pw_gid)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
 def _spawn(cmd, log, env=None):
