@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from conftest import access_log_line
+
 from svc.stack import Stack, free_port
 
 MICRO = 2.1  # nginx counts the 1 s validity in whole seconds: an entry lives under 2 s
@@ -246,15 +248,7 @@ def test_app_sees_the_real_client_address_once_and_ignores_spoofed_ones(edge):
     rid = f"xff-{time.monotonic_ns()}"
     call(edge, "GET", "/api/health", headers={"X-Request-ID": rid, "X-Forwarded-For": "6.6.6.6"},
          source="127.0.0.3")
-    log = edge.dir / "gunicorn.log"
-
-    def line():
-        return next((json.loads(l) for l in log.read_text().splitlines() if rid in l), None)
-
-    deadline = time.monotonic() + 5
-    while line() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert line()["remote"] == "127.0.0.3"
+    assert access_log_line(edge.dir / "gunicorn.log", rid)["remote"] == "127.0.0.3"
 
 
 def test_server_header_hides_the_nginx_version(edge):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import access_log_line
 from svc import stack
 
 
@@ -27,14 +28,9 @@ def test_gunicorn_serves_the_api_and_logs_json_lines_with_the_request_id(gunicor
         assert response.status == 200 and response.headers["X-Request-ID"] == "gunicorn-1"
         assert json.load(response)["items"] == []
 
-    def access_lines():  # gunicorn writes the line after the response has gone out
-        lines = [json.loads(line) for line in log.read_text().splitlines() if line[:1] == "{"]
-        return [e for e in lines if e.get("request_id") == "gunicorn-1"]
-
-    stack.wait_for(access_lines, "the access log line", timeout=5)
-    access = access_lines()
-    assert access[0]["status"] == 200 and access[0]["path"] == "/api/tasks"
-    assert access[0]["method"] == "GET" and access[0]["ms"] >= 0
+    access = access_log_line(log, "gunicorn-1")
+    assert access["status"] == 200 and access["path"] == "/api/tasks"
+    assert access["method"] == "GET" and access["ms"] >= 0
 
 
 def test_gunicorn_body_limit_holds_for_chunked_uploads(gunicorn, db):
