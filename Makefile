@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 # Debian packages the local servers come from (PostgreSQL, Redis, nginx with Lua).
 DEBS   := postgresql redis-server nginx libnginx-mod-http-lua
 
-.PHONY: test up down deps venv bench clean
+.PHONY: test up down deps venv bench fuzz clean
 
 test: deps venv
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -44,6 +44,10 @@ bench: deps venv
 		echo "missing: wrk (sudo apt-get install wrk)"; exit 1; \
 	fi; }
 	$(PY) tests/bench.py
+
+# schemathesis against the served OpenAPI document, every check (FUZZ_EXAMPLES per operation).
+fuzz: deps venv
+	$(PY) tests/fuzz.py --max-examples $${FUZZ_EXAMPLES:-300}
 
 clean: down
 	rm -rf .stack $(VENV) .pytest_cache

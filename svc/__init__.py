@@ -6,7 +6,7 @@ from dataclasses import asdict
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import db, errors, health, logs, openapi, tasks
+from . import db, errors, health, logs, openapi, represent, tasks
 from .cache import Cache, make_redis
 from .config import Config
 
@@ -38,4 +38,5 @@ def create_app(test_config=None):
     errors.init_app(app)
     for blueprint in (tasks.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
+    app.extensions["openapi"] = represent.dumps(openapi.build(app))
     return app

@@ -4,6 +4,7 @@ import contextlib
 import logging
 import secrets
 import time
+from typing import NamedTuple
 
 import redis
 from redis.backoff import NoBackoff
@@ -18,6 +19,25 @@ FILL_WAIT_S = 0.2  # how long a reader waits for another's fill before loading i
 RETRY_AFTER_S = 1.0  # after a Redis error, skip Redis this long instead of paying a timeout per request
 # Deletes the fill lock only if it is still ours (it may have expired and been taken).
 UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+class Entry(NamedTuple):
+    """What the cache holds for one response: its ETag, its body and, for a page, the next URL."""
+
+    etag: str
+    body: bytes
+    next: str | None = None
+
+    def pack(self):
+        """The bytes stored in Redis: two header lines, then the body (ETags and URLs hold no
+        newline)."""
+        return b"\n".join((self.etag.encode(), (self.next or "").encode(), self.body))
+
+    @classmethod
+    def unpack(cls, value):
+        """The Entry that `pack` stored."""
+        etag, next_url, body = value.split(b"\n", 2)
+        return cls(etag.decode(), body, next_url.decode() or None)
 
 
 def make_redis(url):
@@ -56,6 +76,11 @@ class Cache:
         except redis.RedisError as exc:
             self._failed(exc)
         return loader(), False
+
+    def entry(self, key, loader):
+        """(Entry or None, hit): read_through for a response that loader() builds as an Entry."""
+        value, hit = self.read_through(key, self.ttl, lambda: _pack(loader()))
+        return (None if value is None else Entry.unpack(value)), hit
 
     def _fill(self, full_key, ttl, loader):
         """Load and store under a short lock, so one loader runs per key at a time."""
@@ -115,3 +140,7 @@ class Cache:
         if self._skip_until:
             log.info("redis is back")
             self._skip_until = 0.0
+
+
+def _pack(entry):
+    return None if entry is None else entry.pack()

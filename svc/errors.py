@@ -1,6 +1,5 @@
 """Every error as RFC 9457 application/problem+json, with no internals in it."""
 
-import json
 import logging
 from http import HTTPStatus
 
@@ -8,6 +7,8 @@ import psycopg
 from psycopg_pool import PoolTimeout
 from flask import current_app
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from .represent import dumps
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,21 @@ class Invalid(ApiError):
         super().__init__(422, detail, errors=[{"field": f, "message": m} for f, m in errors])
 
 
+def answers(*statuses):
+    """Declare the problem statuses a handler can answer; openapi.py documents exactly these."""
+    def declare(view):
+        view.problem_statuses = statuses
+        return view
+    return declare
+
+
 def problem(status, detail, errors=None, headers=None):
     """Build the problem+json response; `title` is the standard phrase for `status`."""
     body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
             "detail": detail}
     if errors:
         body["errors"] = errors
-    response = current_app.response_class(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
-        mimetype=PROBLEM_JSON)
+    response = current_app.response_class(dumps(body), status=status, mimetype=PROBLEM_JSON)
     response.headers.update(headers or {})
     response.headers["Cache-Control"] = "no-store"
     return response

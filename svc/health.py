@@ -9,7 +9,7 @@ bp = Blueprint("health", __name__, url_prefix="/api")
 
 @bp.get("/health")
 def health():
-    """200 ok, 200 degraded without Redis, 503 down without PostgreSQL."""
+    """Status of the app, PostgreSQL and Redis: ok, degraded (no Redis) or down (503)."""
     postgres = store.database_ok()
     redis = current_app.extensions["cache"].ping()
     status = ("ok" if redis else "degraded") if postgres else "down"

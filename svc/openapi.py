@@ -1,167 +1,191 @@
-"""GET /api/openapi.json: the OpenAPI 3.1 description of every route."""
+"""GET /api/openapi.json: the OpenAPI 3.1 document, derived from what the code declares.
+
+Fields and query parameters come from resource.py, each operation's problem statuses from its
+handler's @answers, its summary from the handler's docstring.
+"""
 
 from flask import Blueprint, current_app
 
-from .store import dumps
-from .validation import INT64_MAX, LIMITS, MAX_BODY
+from .represent import dumps
+from .resource import INT64_MAX, LIST_PARAMS, MAX_BODY, TASK, WRITABLE
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
+
+PROBLEMS = {
+    400: "Malformed JSON, empty body, not an object, invalid UTF-8, bad query parameters.",
+    404: "No such task, or an id that is not a positive int64.",
+    409: "The change conflicts with a constraint.",
+    412: "If-Match matches no current ETag of the task; nothing changed.",
+    413: f"The body is over {MAX_BODY} bytes.",
+    415: "The body is not application/json (UTF-8).",
+    422: "Wrong types, unknown or read-only fields, blank or too long text, NUL characters.",
+    503: "PostgreSQL is unreachable; retry after Retry-After seconds.",
+}
 
 
 def _ref(kind, name):
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-def _problems(*statuses):
-    return {str(s): _ref("responses", f"Problem{s}") for s in statuses}
+def _json_content(schema):
+    return {"application/json": {"schema": schema}}
 
 
-def _body(schema):
-    return {"required": True, "content": {"application/json": {"schema": _ref("schemas", schema)}}}
+def _field_schema(field):
+    """JSON Schema of one task field."""
+    schema = {"type": field.type, "description": field.doc}
+    for key, value in (("format", field.format), ("minimum", field.minimum),
+                       ("maxLength", field.max_length), ("pattern", field.pattern),
+                       ("default", field.default)):
+        if value is not None:
+            schema[key] = value
+    if field.not_blank:
+        schema["minLength"] = 1
+    return schema
+
+
+def _param_schema(param):
+    """JSON Schema of one list query parameter, as the query string spells it."""
+    if param.type == "boolean":
+        return {"type": "string", "enum": ["true", "false"]}
+    schema = {"type": "integer", "minimum": param.minimum, "maximum": param.maximum}
+    if param.default is not None:
+        schema["default"] = param.default
+    return schema
+
+
+def _body_schema(required, min_properties=0):
+    schema = {"type": "object", "additionalProperties": False,
+              "properties": {f.name: _field_schema(f) for f in WRITABLE}}
+    if required:
+        schema["required"] = [f.name for f in WRITABLE if f.required]
+    if min_properties:
+        schema["minProperties"] = min_properties
+    return schema
 
 
 _TASK_OK = {"description": "The task.", "headers": {"ETag": _ref("headers", "ETag")},
-            "content": {"application/json": {"schema": _ref("schemas", "Task")}}}
+            "content": _json_content(_ref("schemas", "Task"))}
+_CACHED = {"ETag": _ref("headers", "ETag"), "X-App-Cache": _ref("headers", "XAppCache")}
+_IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "schema": {"type": "string"},
+                  "description": "ETags you hold; 304 if one is still current."}
+_IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string"},
+             "description": 'Apply only if one of these ETags ("<id>-<version>", as sent in '
+                            "ETag) is the task's current one, or *; any other value gets 412 "
+                            "and nothing changes."}
 _ID = {"name": "id", "in": "path", "required": True,
        "schema": {"type": "integer", "minimum": 1, "maximum": INT64_MAX},
        "description": "Anything that is not a positive int64 is answered with 404."}
-_IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string"},
-             "description": "Apply only if the task's ETag matches; else 412 and nothing changes."}
-_TEXT = {"title": {"type": "string", "minLength": 1, "maxLength": LIMITS["title"],
-                   "description": "Not blank; no NUL characters."},
-         "description": {"type": "string", "maxLength": LIMITS["description"], "default": ""},
-         "done": {"type": "boolean", "default": False}}
 
-DOCUMENT = {
-    "openapi": "3.1.0",
-    "info": {"title": "tasks-svc", "version": "1.0.0",
-             "description": "A raw-SQL CRUD service for tasks. Every error is "
-                            "application/problem+json (RFC 9457). Every response carries "
-                            "X-Request-ID."},
-    "paths": {
-        "/api/health": {"get": {
-            "operationId": "health", "summary": "Status of the app, PostgreSQL and Redis.",
-            "responses": {
-                "200": {"description": "Up (status ok), or degraded without Redis.",
-                        "content": {"application/json": {"schema": _ref("schemas", "Health")}}},
-                "503": {"description": "PostgreSQL is down.",
-                        "headers": {"Retry-After": _ref("headers", "RetryAfter")},
-                        "content": {"application/json": {"schema": _ref("schemas", "Health")}}}}}},
+
+def build(app):
+    """The OpenAPI document of `app`'s routes, as a dict."""
+
+    def op(endpoint, responses, **spec):
+        view = app.view_functions[endpoint]
+        problems = {str(s): _ref("responses", f"Problem{s}")
+                    for s in getattr(view, "problem_statuses", ())}
+        summary = (view.__doc__ or "").strip().splitlines()[0]
+        return {"operationId": view.__name__, "summary": summary, **spec,
+                "responses": {**responses, **problems}}
+
+    paths = {
+        "/api/health": {"get": op("health.health", {
+            "200": {"description": "Up (status ok), or degraded without Redis.",
+                    "content": _json_content(_ref("schemas", "Health"))},
+            "503": {"description": "PostgreSQL is down.",
+                    "headers": {"Retry-After": _ref("headers", "RetryAfter")},
+                    "content": _json_content(_ref("schemas", "Health"))}})},
         "/api/tasks": {
-            "get": {
-                "operationId": "list_tasks", "summary": "A keyset page of tasks in id order.",
-                "parameters": [
-                    {"name": "limit", "in": "query",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-                    {"name": "after", "in": "query", "description": "Last id of the previous page.",
-                     "schema": {"type": "integer", "minimum": 0, "maximum": INT64_MAX}},
-                    {"name": "done", "in": "query", "schema": {"type": "string",
-                                                                "enum": ["true", "false"]}},
-                    {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}],
-                "responses": {
-                    "200": {"description": "A page; `next` is null on the last page.",
-                            "headers": {"ETag": _ref("headers", "ETag"),
-                                        "X-App-Cache": _ref("headers", "XAppCache"),
-                                        "Link": {"description": '<next>; rel="next"',
-                                                 "schema": {"type": "string"}}},
-                            "content": {"application/json": {"schema": _ref("schemas", "Page")}}},
-                    "304": {"description": "Not modified."},
-                    **_problems(400, 503)}},
-            "post": {
-                "operationId": "create_task", "summary": "Create a task.",
-                "requestBody": _body("TaskCreate"),
-                "responses": {
-                    "201": {**_TASK_OK, "headers": {
-                        "ETag": _ref("headers", "ETag"),
-                        "Location": {"schema": {"type": "string"}, "description": "/api/tasks/{id}"}}},
-                    **_problems(400, 409, 413, 415, 422, 503)}}},
+            "get": op("tasks.list_tasks", {
+                "200": {"description": "A page; `next` is null on the last page.",
+                        "headers": {**_CACHED, "Link": {"description": '<next>; rel="next"',
+                                                        "schema": {"type": "string"}}},
+                        "content": _json_content(_ref("schemas", "Page"))},
+                "304": {"description": "Not modified."}},
+                parameters=[{"name": p.name, "in": "query", "description": p.doc,
+                             "schema": _param_schema(p)} for p in LIST_PARAMS]
+                + [_IF_NONE_MATCH]),
+            "post": op("tasks.create_task", {
+                "201": {**_TASK_OK, "headers": {
+                    "ETag": _ref("headers", "ETag"),
+                    "Location": {"schema": {"type": "string"}, "description": "/api/tasks/{id}"}}}},
+                requestBody=_ref("requestBodies", "TaskCreate"))},
         "/api/tasks/{id}": {
             "parameters": [_ID],
-            "get": {
-                "operationId": "get_task", "summary": "One task.",
-                "parameters": [{"name": "If-None-Match", "in": "header",
-                                "schema": {"type": "string"}}],
-                "responses": {"200": {**_TASK_OK, "headers": {
-                                  "ETag": _ref("headers", "ETag"),
-                                  "X-App-Cache": _ref("headers", "XAppCache")}},
-                              "304": {"description": "Not modified."},
-                              **_problems(404, 503)}},
-            "put": {
-                "operationId": "replace_task",
-                "summary": "Replace a task; absent description and done reset to defaults.",
-                "parameters": [_IF_MATCH], "requestBody": _body("TaskCreate"),
-                "responses": {"200": _TASK_OK, **_problems(400, 404, 409, 412, 413, 415, 422, 503)}},
-            "patch": {
-                "operationId": "patch_task", "summary": "Change some fields of a task.",
-                "parameters": [_IF_MATCH], "requestBody": _body("TaskPatch"),
-                "responses": {"200": _TASK_OK, **_problems(400, 404, 409, 412, 413, 415, 422, 503)}},
-            "delete": {
-                "operationId": "delete_task", "summary": "Delete a task.",
-                "parameters": [_IF_MATCH],
-                "responses": {"204": {"description": "Deleted."}, **_problems(404, 412, 503)}}},
-        "/api/openapi.json": {"get": {
-            "operationId": "openapi", "summary": "This document.",
-            "responses": {"200": {"description": "OpenAPI 3.1.",
-                                  "content": {"application/json": {"schema": {"type": "object"}}}}}}},
-    },
-    "components": {
-        "schemas": {
-            "Task": {"type": "object", "additionalProperties": False,
-                     "required": ["id", "title", "description", "done", "created_at",
-                                  "updated_at", "version"],
-                     "properties": {"id": {"type": "integer", "minimum": 1}, **_TEXT,
-                                    "created_at": {"type": "string", "format": "date-time"},
-                                    "updated_at": {"type": "string", "format": "date-time"},
-                                    "version": {"type": "integer", "minimum": 1}}},
-            "TaskCreate": {"type": "object", "additionalProperties": False, "required": ["title"],
-                           "properties": _TEXT},
-            "TaskPatch": {"type": "object", "additionalProperties": False, "minProperties": 1,
-                          "properties": _TEXT},
-            "Page": {"type": "object", "required": ["items", "next", "source"],
-                     "properties": {"items": {"type": "array", "items": _ref("schemas", "Task")},
-                                    "next": {"type": ["string", "null"]},
-                                    "source": {"enum": ["postgres", "redis-cache"]}}},
-            "Health": {"type": "object", "required": ["status", "postgres", "redis"],
-                       "properties": {"status": {"enum": ["ok", "degraded", "down"]},
-                                      "postgres": {"enum": ["ok", "down"]},
-                                      "redis": {"enum": ["ok", "down"]}}},
-            "Problem": {"type": "object", "required": ["type", "title", "status", "detail"],
-                        "properties": {
-                            "type": {"type": "string"}, "title": {"type": "string"},
-                            "status": {"type": "integer"}, "detail": {"type": "string"},
-                            "errors": {"type": "array", "items": {
-                                "type": "object", "required": ["field", "message"],
-                                "properties": {"field": {"type": "string"},
-                                               "message": {"type": "string"}}}}}},
+            "get": op("tasks.get_task", {"200": {**_TASK_OK, "headers": _CACHED},
+                                         "304": {"description": "Not modified."}},
+                      parameters=[_IF_NONE_MATCH]),
+            "put": op("tasks.replace_task", {"200": _TASK_OK}, parameters=[_IF_MATCH],
+                      requestBody=_ref("requestBodies", "TaskCreate")),
+            "patch": op("tasks.patch_task", {"200": _TASK_OK}, parameters=[_IF_MATCH],
+                        requestBody=_ref("requestBodies", "TaskPatch")),
+            "delete": op("tasks.delete_task", {"204": {"description": "Deleted."}},
+                         parameters=[_IF_MATCH])},
+        "/api/openapi.json": {"get": op("openapi.openapi", {
+            "200": {"description": "OpenAPI 3.1.",
+                    "content": _json_content({"type": "object"})}})},
+    }
+    used = sorted({int(code) for item in paths.values() for key, operation in item.items()
+                   if key != "parameters" for code in operation["responses"]
+                   if int(code) in PROBLEMS})
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "tasks-svc", "version": "1.0.0",
+                 "description": "A raw-SQL CRUD service for tasks. Every error is "
+                                "application/problem+json (RFC 9457). Every response carries "
+                                "X-Request-ID."},
+        "paths": paths,
+        "components": {
+            "schemas": {
+                "Task": {"type": "object", "additionalProperties": False,
+                         "required": [f.name for f in TASK],
+                         "properties": {f.name: _field_schema(f) for f in TASK}},
+                "TaskCreate": _body_schema(required=True),
+                "TaskPatch": _body_schema(required=False, min_properties=1),
+                "Page": {"type": "object", "required": ["items", "next", "source"],
+                         "properties": {"items": {"type": "array",
+                                                  "items": _ref("schemas", "Task")},
+                                        "next": {"type": ["string", "null"]},
+                                        "source": {"enum": ["postgres", "redis-cache"]}}},
+                "Health": {"type": "object", "required": ["status", "postgres", "redis"],
+                           "properties": {"status": {"enum": ["ok", "degraded", "down"]},
+                                          "postgres": {"enum": ["ok", "down"]},
+                                          "redis": {"enum": ["ok", "down"]}}},
+                "Problem": {"type": "object", "required": ["type", "title", "status", "detail"],
+                            "properties": {
+                                "type": {"type": "string"}, "title": {"type": "string"},
+                                "status": {"type": "integer"}, "detail": {"type": "string"},
+                                "errors": {"type": "array", "items": {
+                                    "type": "object", "required": ["field", "message"],
+                                    "properties": {"field": {"type": "string"},
+                                                   "message": {"type": "string"}}}}}},
+            },
+            "requestBodies": {
+                name: {"required": True, "content": _json_content(_ref("schemas", name))}
+                for name in ("TaskCreate", "TaskPatch")},
+            "headers": {
+                "ETag": {"description": 'Strong for a task ("<id>-<version>": it changes with '
+                                        'every version), weak for a page (W/"...").',
+                         "schema": {"type": "string"}},
+                "XAppCache": {"description": "HIT if the app served it from Redis.",
+                              "schema": {"enum": ["HIT", "MISS"]}},
+                "RetryAfter": {"schema": {"type": "integer"}},
+            },
+            "responses": {
+                f"Problem{status}": {
+                    "description": PROBLEMS[status],
+                    "headers": ({"Retry-After": _ref("headers", "RetryAfter")}
+                                if status == 503 else {}),
+                    "content": {"application/problem+json": {
+                        "schema": _ref("schemas", "Problem")}}}
+                for status in used},
         },
-        "headers": {
-            "ETag": {"description": "Strong for a task (changes with version), weak for a page.",
-                     "schema": {"type": "string"}},
-            "XAppCache": {"description": "HIT if the app served it from Redis.",
-                          "schema": {"enum": ["HIT", "MISS"]}},
-            "RetryAfter": {"schema": {"type": "integer"}},
-        },
-        "responses": {
-            f"Problem{status}": {
-                "description": description,
-                "headers": {"Retry-After": _ref("headers", "RetryAfter")} if status == 503 else {},
-                "content": {"application/problem+json": {"schema": _ref("schemas", "Problem")}}}
-            for status, description in [
-                (400, "Malformed JSON, empty body, not an object, invalid UTF-8, bad query."),
-                (404, "No such task, or an id that is not a positive int64."),
-                (409, "The change conflicts with a constraint."),
-                (412, "If-Match does not match the current ETag."),
-                (413, f"The body is over {MAX_BODY} bytes."),
-                (415, "The body is not application/json."),
-                (422, "Wrong types, unknown or read-only fields, blank or too long text, NUL."),
-                (503, "PostgreSQL is unreachable; retry after Retry-After seconds.")]
-        },
-    },
-}
-_BYTES = dumps(DOCUMENT)
+    }
 
 
 @bp.get("/openapi.json")
 def openapi():
-    """The OpenAPI document."""
-    return current_app.response_class(_BYTES, mimetype="application/json")
+    """This document."""
+    return current_app.response_class(current_app.extensions["openapi"],
+                                      mimetype="application/json")

@@ -19,6 +19,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from .admin import migrate, seed
+from .config import Config
+
 ROOT = Path(__file__).resolve().parent.parent
 STACK_DIR = ROOT / ".stack"
 NGINX_TEMPLATE = ROOT / "conf" / "nginx" / "nginx.conf"
@@ -259,9 +262,6 @@ class Stack:
 
     def up(self):
         """Start everything, migrate, seed an empty table, wait for health through nginx."""
-        from .cli import migrate, seed
-        from .config import Config
-
         if self.running():
             return self.base_url
         self.down()  # a half-started stack from before: clear it

@@ -1,9 +1,9 @@
-"""The /api/tasks resource: thin handlers over validation and store."""
+"""The /api/tasks resource: thin handlers over validation, store, the cache and represent."""
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, request, url_for
 
-from . import store, validation
-from .errors import ApiError
+from . import represent, store, validation
+from .errors import ApiError, answers
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 
@@ -11,6 +11,11 @@ bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 def _json(body, status=200, headers=None):
     return current_app.response_class(body, status=status, headers=headers,
                                       mimetype="application/json")
+
+
+def _cached(key, loader):
+    """(Entry or None, hit) for `key` through the app's Redis read-through cache."""
+    return current_app.extensions["cache"].entry(key, loader)
 
 
 def _conditional(response, tag, hit):
@@ -21,8 +26,8 @@ def _conditional(response, tag, hit):
 
 
 def _task_response(row, status=200, headers=None):
-    headers = {"ETag": store.etag(row), **(headers or {})}
-    return _json(store.dumps(store.task_json(row)), status, headers)
+    headers = {"ETag": represent.etag(row), **(headers or {})}
+    return _json(represent.dumps(represent.task(row)), status, headers)
 
 
 def _if_match_versions(task_id):
@@ -42,51 +47,66 @@ def _if_match_versions(task_id):
 
 def _not_done(task_id):
     """Why a conditional write changed nothing: 404 if the task is gone, else 412."""
-    if store.task_exists(task_id):
+    if store.get_task(task_id) is not None:
         return ApiError(412, "The task has changed since you read it (If-Match does not match); "
                              "GET it again and retry with the new ETag.")
     return validation.no_such_task()
 
 
+def _page(params):
+    """Load one list page and build its cache entry, with the URL of the page after it."""
+    rows, after = store.list_tasks(**params)
+    next_url = None
+    if after is not None:
+        next_url = url_for(".list_tasks", **validation.query_args({**params, "after": after}))
+    return represent.page_entry(rows, next_url)
+
+
 @bp.get("")
+@answers(400, 503)
 def list_tasks():
-    """One keyset page of tasks in id order."""
-    limit, after, done = validation.list_params(request.args)
-    tag, next_url, body, hit = store.list_tasks(limit, after, done)
-    source = b"redis-cache" if hit else b"postgres"
-    response = _json(body + b',"source":"' + source + b'"}')
-    if next_url:
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
-    return _conditional(response, tag, hit)
+    """A keyset page of tasks in id order."""
+    params = validation.list_params(request.args)
+    key = "list:" + ":".join(f"{k}={v}" for k, v in params.items())
+    entry, hit = _cached(key, lambda: _page(params))
+    response = _json(represent.page_body(entry, "redis-cache" if hit else "postgres"))
+    if entry.next:
+        response.headers["Link"] = f'<{entry.next}>; rel="next"'
+    return _conditional(response, entry.etag, hit)
 
 
 @bp.post("")
+@answers(400, 409, 413, 415, 422, 503)
 def create_task():
-    """Create a task from title (required), description and done."""
+    """Create a task."""
     fields = validation.task_fields(validation.json_body(), partial=False)
     row = store.create_task(fields)
-    return _task_response(row, 201, {"Location": f"/api/tasks/{row['id']}"})
+    location = url_for(".get_task", raw_id=row["id"])
+    return _task_response(row, 201, {"Location": location})
 
 
 @bp.get("/<raw_id>")
+@answers(404, 503)
 def get_task(raw_id):
     """One task; 304 when If-None-Match still matches."""
-    found = store.get_task(validation.task_id(raw_id))
-    if found is None:
+    task_id = validation.task_id(raw_id)
+    entry, hit = _cached(f"task:{task_id}", lambda: represent.task_entry(store.get_task(task_id)))
+    if entry is None:
         raise validation.no_such_task()
-    tag, body, hit = found
-    return _conditional(_json(body), tag, hit)
+    return _conditional(_json(entry.body), entry.etag, hit)
 
 
 @bp.put("/<raw_id>")
+@answers(400, 404, 409, 412, 413, 415, 422, 503)
 def replace_task(raw_id):
-    """Replace a task: absent description and done go back to their defaults."""
+    """Replace a task; absent fields go back to their defaults."""
     return _update(raw_id, partial=False)
 
 
 @bp.patch("/<raw_id>")
+@answers(400, 404, 409, 412, 413, 415, 422, 503)
 def patch_task(raw_id):
-    """Change the given fields of a task."""
+    """Change some fields of a task."""
     return _update(raw_id, partial=True)
 
 
@@ -100,6 +120,7 @@ def _update(raw_id, partial):
 
 
 @bp.delete("/<raw_id>")
+@answers(404, 412, 503)
 def delete_task(raw_id):
     """Delete a task."""
     task_id = validation.task_id(raw_id)

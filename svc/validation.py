@@ -6,15 +6,12 @@ import re
 from flask import request
 
 from .errors import ApiError, Invalid
+from .resource import DEFAULTS, INT64_MAX, LIST_PARAMS, MAX_BODY, TASK, WHITESPACE, WRITABLE
 
-MAX_BODY = 64 * 1024
-INT64_MAX = 2**63 - 1
 ID = re.compile(r"[1-9][0-9]{0,18}")
-LIMITS = {"title": 200, "description": 10_000}
-WRITABLE = ("title", "description", "done")
-READ_ONLY = ("id", "created_at", "updated_at", "version")
-DEFAULTS = {"description": "", "done": False}
-LIST_PARAMS = ("limit", "after", "done")
+BLANK = re.compile(f"[{WHITESPACE}]*")
+FIELDS = {f.name: f for f in TASK}
+WRITABLE_NAMES = ", ".join(f.name for f in WRITABLE)
 
 
 def no_such_task():
@@ -88,37 +85,38 @@ def _short(exc):
 
 
 def task_fields(data, partial):
-    """Validated title/description/done; a full body gets defaults, a partial one needs a field."""
+    """Validated writable fields; a full body gets defaults, a partial one needs a field."""
     errors = []
     for name in data:
-        if name in READ_ONLY:
+        field = FIELDS.get(name)
+        if field is None:
+            errors.append((name, f"is not a field of a task (expected {WRITABLE_NAMES})"))
+        elif not field.writable:
             errors.append((name, "is read-only; leave it out"))
-        elif name not in WRITABLE:
-            errors.append((name, "is not a field of a task (expected title, description, done)"))
-    if not partial and "title" not in data:
-        errors.append(("title", "is required"))
     if partial and not data:
-        errors.append(("body", "give at least one of title, description, done"))
+        errors.append(("body", f"give at least one of {WRITABLE_NAMES}"))
     clean = {} if partial else dict(DEFAULTS)
-    for name in WRITABLE:
-        if name not in data:
+    for field in WRITABLE:
+        if field.name not in data:
+            if field.required and not partial:
+                errors.append((field.name, "is required"))
             continue
-        value = data[name]
-        message = _check(name, value)
+        value = data[field.name]
+        message = _check(field, value)
         if message:
-            errors.append((name, message))
+            errors.append((field.name, message))
         else:
-            clean[name] = value
+            clean[field.name] = value
     if errors:
         raise Invalid(errors)
     return clean
 
 
-def _check(name, value):
-    """Why `value` is not valid for field `name`, or None."""
+def _check(field, value):
+    """Why `value` is not valid for `field`, or None."""
     if value is None:
         return "must not be null"
-    if name == "done":
+    if field.type == "boolean":
         return None if isinstance(value, bool) else "must be true or false (a JSON boolean)"
     if not isinstance(value, str):
         return "must be a string"
@@ -126,34 +124,41 @@ def _check(name, value):
         return "must not contain NUL characters"
     if re.search("[\ud800-\udfff]", value):
         return "must not contain unpaired surrogates"
-    if len(value) > LIMITS[name]:
-        return f"must be at most {LIMITS[name]} characters"
-    if name == "title" and not value.strip():
+    if field.max_length is not None and len(value) > field.max_length:
+        return f"must be at most {field.max_length} characters"
+    if field.not_blank and BLANK.fullmatch(value):
         return "must not be blank"
     return None
 
 
 def list_params(args):
-    """limit (1..500, default 50), after (an id, default 0) and done (true|false) or 400."""
-    unknown = sorted(set(args) - set(LIST_PARAMS))
+    """The list's query parameters (resource.LIST_PARAMS) as a dict of clean values, or 400."""
+    known = [p.name for p in LIST_PARAMS]
+    unknown = sorted(set(args) - set(known))
     if unknown:
         raise ApiError(400, f"Unknown query parameter(s): {', '.join(unknown)}; "
-                            f"use {', '.join(LIST_PARAMS)}.")
+                            f"use {', '.join(known)}.")
     repeated = [name for name in args if len(args.getlist(name)) > 1]
     if repeated:
         raise ApiError(400, f"Give each query parameter once: {', '.join(repeated)}.")
-    limit = _int_param(args, "limit", 50, 1, 500)
-    after = _int_param(args, "after", 0, 0, INT64_MAX)
-    done = args.get("done")
-    if done not in (None, "true", "false"):
-        raise ApiError(400, "done must be true or false.")
-    return limit, after, None if done is None else done == "true"
+    return {p.name: _param(p, args.get(p.name)) for p in LIST_PARAMS}
 
 
-def _int_param(args, name, default, low, high):
-    raw = args.get(name)
+def _param(param, raw):
+    """One query parameter's value: its default when absent, else parsed and range-checked."""
     if raw is None:
-        return default
-    if not re.fullmatch(r"[0-9]{1,19}", raw) or not low <= int(raw) <= high:
-        raise ApiError(400, f"{name} must be an integer from {low} to {high}.")
+        return param.default
+    if param.type == "boolean":
+        if raw not in ("true", "false"):
+            raise ApiError(400, f"{param.name} must be true or false.")
+        return raw == "true"
+    if not re.fullmatch(r"[0-9]{1,19}", raw) or not param.minimum <= int(raw) <= param.maximum:
+        raise ApiError(400, f"{param.name} must be an integer from {param.minimum} "
+                            f"to {param.maximum}.")
     return int(raw)
+
+
+def query_args(params):
+    """Clean list parameters back into query-string values (the inverse of list_params)."""
+    return {name: ("true" if value else "false") if isinstance(value, bool) else value
+            for name, value in params.items() if value is not None}

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from svc.cli import seed  # noqa: E402
+from svc.admin import seed  # noqa: E402
 from svc.config import Config  # noqa: E402
 from svc.stack import Stack, free_port  # noqa: E402
 

@@ -10,7 +10,7 @@ import redis
 
 from servers import choose, from_env_or
 from svc import create_app, stack
-from svc.cli import migrate
+from svc.admin import migrate
 from svc.config import Config
 
 

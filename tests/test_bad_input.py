@@ -6,6 +6,7 @@ import time
 import pytest
 
 from conftest import close_app, make_app
+from svc.resource import MAX_BODY
 
 JSON = "application/json"
 BIG_TITLE = "x" * 201
@@ -94,7 +95,7 @@ def test_empty_patch_is_422(client):
 
 def test_body_without_length_over_limit_is_413(client, db):
     """A chunked body has no Content-Length: the limit must hold while reading it."""
-    body = b'{"title": "' + b"x" * (80 * 1024) + b'"}'
+    body = b'{"title": "' + b"x" * (MAX_BODY + 1024) + b'"}'
     response = client.post("/api/tasks", input_stream=io.BytesIO(body), content_type=JSON,
                            headers={"Transfer-Encoding": "chunked"},
                            environ_overrides={"wsgi.input_terminated": True})

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from svc import cli, stack
-from svc.cli import migrate, seed, yoyo_url
+from svc.admin import migrate, seed, yoyo_url
 
 
 def run_cli(*args, env=None):

@@ -1,0 +1,47 @@
+"""How tasks look on the wire: compact JSON bytes, RFC 3339 timestamps, ETags, list pages."""
+
+import hashlib
+import json
+from datetime import timezone
+
+from .cache import Entry
+from .resource import TASK
+
+
+def dumps(obj):
+    """Compact UTF-8 JSON bytes."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def timestamp(value):
+    """A datetime as RFC 3339 in UTC with microseconds: 2026-11-24T10:00:00.123456Z."""
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def task(row):
+    """A row of the tasks table as the API's task object, field by field from resource.TASK."""
+    return {f.name: timestamp(row[f.name]) if f.format == "date-time" else row[f.name]
+            for f in TASK}
+
+
+def etag(row):
+    """The strong entity tag of a task: it changes with every version."""
+    return f'"{row["id"]}-{row["version"]}"'
+
+
+def task_entry(row):
+    """A task row as a cacheable response, or None for no row (not cached)."""
+    return None if row is None else Entry(etag(row), dumps(task(row)))
+
+
+def page_entry(rows, next_url):
+    """A list page as a cacheable response: the items array, its weak ETag, the next URL."""
+    items = dumps([task(r) for r in rows])
+    digest = hashlib.blake2b(items + (next_url or "").encode(), digest_size=12).hexdigest()
+    return Entry(f'W/"{digest}"', items, next_url)
+
+
+def page_body(entry, source):
+    """The list response body: the cached items and next URL, and where they came from."""
+    return (b'{"items":' + entry.body + b',"next":' + dumps(entry.next)
+            + b',"source":' + dumps(source) + b"}")

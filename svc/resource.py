@@ -1,0 +1,79 @@
+"""The task resource, declared once: its fields, the list's query parameters, the body limit.
+
+validation.py checks requests against these tables, represent.py serializes rows with them and
+openapi.py describes them; no other module names a field, a parameter or a limit.
+"""
+
+from dataclasses import dataclass
+
+INT64_MAX = 2**63 - 1
+# Every character Python's str.isspace() knows, spelled out as a regex class so that the
+# OpenAPI pattern (ECMA-262) and validation (Python's re) agree on what "blank" means.
+WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_NUL = r"^[^\u0000]*$"
+NOT_BLANK = rf"^[^\u0000]*[^\u0000{WHITESPACE}][^\u0000]*$"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a task as the API shows it; `writable` ones may be sent in a body."""
+
+    name: str
+    type: str  # JSON Schema type
+    doc: str
+    writable: bool = True
+    required: bool = False  # in a create or replace body
+    default: object = None  # what a create or replace body gets when the field is absent
+    max_length: int | None = None
+    not_blank: bool = False
+    minimum: int | None = None
+    format: str | None = None  # "date-time": a timestamptz column, sent as RFC 3339 UTC
+
+    @property
+    def pattern(self):
+        """The regex a text field matches: no NUL characters, and not blank where required."""
+        if self.type != "string" or self.format:
+            return None
+        return NOT_BLANK if self.not_blank else NO_NUL
+
+
+TASK = (
+    Field("id", "integer", "Assigned by the server.", writable=False, minimum=1),
+    Field("title", "string", "What to do. Not blank; no NUL characters.", required=True,
+          max_length=200, not_blank=True),
+    Field("description", "string", "Details; no NUL characters.", default="", max_length=10_000),
+    Field("done", "boolean", "Whether the task is finished.", default=False),
+    Field("created_at", "string", "When the task was created.", writable=False,
+          format="date-time"),
+    Field("updated_at", "string", "When the task last changed.", writable=False,
+          format="date-time"),
+    Field("version", "integer", "Starts at 1, grows by one with every write; part of the ETag.",
+          writable=False, minimum=1),
+)
+WRITABLE = tuple(f for f in TASK if f.writable)
+DEFAULTS = {f.name: f.default for f in WRITABLE if not f.required}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One query parameter of the list: an integer in a range, or a boolean spelled true|false."""
+
+    name: str
+    type: str  # "integer" or "boolean"
+    doc: str
+    minimum: int | None = None
+    maximum: int | None = None
+    default: object = None  # None: the parameter filters nothing when absent
+
+
+LIST_PARAMS = (
+    Param("after", "integer", "The last id of the previous page; pages are in id order.",
+          minimum=0, maximum=INT64_MAX, default=0),
+    Param("limit", "integer", "Page size.", minimum=1, maximum=500, default=50),
+    Param("done", "boolean", "Only tasks that are done (true) or not (false)."),
+)
+
+# The largest schema-valid body is every text field at its maximum length in characters that
+# JSON escapes as a surrogate pair (12 bytes, \\uXXXX\\uXXXX): about 122,500 bytes. The limit
+# must admit it (a test proves it); nginx's client_max_body_size is the same number.
+MAX_BODY = 128 * 1024
