@@ -3,6 +3,7 @@
 import re
 import subprocess
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import yaml
@@ -14,7 +15,10 @@ ROOT = stack.ROOT
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-TEMPLATE_VARS = set(re.findall(r"\$\{([A-Z_]+)\}", stack.NGINX_TEMPLATE.read_text()))
+TEMPLATE = stack.NGINX_TEMPLATE.read_text()
+TEMPLATE_VARS = set(re.findall(r"\$\{([A-Z_]+)\}", TEMPLATE))
+# Files the template includes from CONF_DIR: used as they are, never rendered.
+INCLUDED = re.findall(r"^\s*include \$\{CONF_DIR\}/(\S+);", TEMPLATE, re.M)
 GUNICORN_ENV = set(re.findall(r'os\.environ\.get\("([A-Z_]+)"',
                               (ROOT / "conf" / "gunicorn.conf.py").read_text()))
 
@@ -120,10 +124,24 @@ def test_edge_image_fills_exactly_the_template_variables():
     assert set(re.findall(r"([A-Z_]+)=", env_line)) == TEMPLATE_VARS
 
 
+def test_included_nginx_files_need_no_rendering_and_ship_in_the_edge_image():
+    assert {"maps.conf", "problem.conf"} <= set(INCLUDED)
+    (copied_to,) = re.findall(r"^COPY conf/nginx/ (\S+)$", stage("edge"), re.M)
+    assert re.search(rf"\bCONF_DIR={copied_to.rstrip('/')}\b", stage("edge"))
+    for name in INCLUDED:
+        path = stack.NGINX_TEMPLATE.parent / name
+        assert path.is_file(), name
+        assert not re.search(r"\$\{", path.read_text()), f"{name} would need rendering"
+
+
 def test_local_stack_fills_every_template_variable(tmp_path):
     conf = stack.render_nginx(tmp_path, {"LISTEN": "127.0.0.1:1", "APP_UPSTREAM": "127.0.0.1:2",
                                          "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "3"})
-    assert not re.search(r"\$\{[A-Z_]+\}", conf.read_text())
+    text = conf.read_text()
+    includes = re.findall(r"^\s*include (\S+);", text, re.M)
+    assert len(includes) == len(INCLUDED)
+    for path in [conf, *map(Path, includes)]:  # every file nginx reads for this config
+        assert not re.search(r"\$\{[A-Z_]+\}", path.read_text()), path
 
 
 def test_rendered_config_passes_nginx_t_with_the_compose_values(tmp_path):
