@@ -7,7 +7,7 @@ from flask import request
 
 from .errors import ApiError, Invalid
 
-MAX_BODY = 64 * 1024
+MAX_BODY = 128 * 1024
 INT64_MAX = 2**63 - 1
 ID = re.compile(r"[1-9][0-9]{0,18}")
 LIMITS = {"title": 200, "description": 10_000}

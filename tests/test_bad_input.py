@@ -7,6 +7,8 @@ import pytest
 
 from conftest import close_app, make_app
 
+from svc.validation import MAX_BODY
+
 JSON = "application/json"
 BIG_TITLE = "x" * 201
 
@@ -33,7 +35,7 @@ BODIES = [
     ("text content type", b'{"title": "x"}', "text/plain", 415),
     ("no content type", b'{"title": "x"}', None, 415),
     ("latin-1 charset", b'{"title": "x"}', "application/json; charset=latin-1", 415),
-    ("over 64 KiB", b'{"title": "' + b"x" * (64 * 1024) + b'"}', JSON, 413),
+    ("over 128 KiB", b'{"title": "' + b"x" * (128 * 1024) + b'"}', JSON, 413),
     ("string done", b'{"title": "x", "done": "true"}', JSON, 422),
     ("number done", b'{"title": "x", "done": 1}', JSON, 422),
     ("number title", b'{"title": 5}', JSON, 422),
@@ -94,7 +96,7 @@ def test_empty_patch_is_422(client):
 
 def test_body_without_length_over_limit_is_413(client, db):
     """A chunked body has no Content-Length: the limit must hold while reading it."""
-    body = b'{"title": "' + b"x" * (80 * 1024) + b'"}'
+    body = b'{"title": "' + b"x" * MAX_BODY + b'"}'
     response = client.post("/api/tasks", input_stream=io.BytesIO(body), content_type=JSON,
                            headers={"Transfer-Encoding": "chunked"},
                            environ_overrides={"wsgi.input_terminated": True})

@@ -10,6 +10,7 @@ import yaml
 
 from svc import stack
 from svc.config import Config
+from svc.validation import MAX_BODY
 
 ROOT = stack.ROOT
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -19,6 +20,7 @@ TEMPLATE = stack.NGINX_TEMPLATE.read_text()
 TEMPLATE_VARS = set(re.findall(r"\$\{([A-Z_]+)\}", TEMPLATE))
 # Files the template includes from CONF_DIR: used as they are, never rendered.
 INCLUDED = re.findall(r"^\s*include \$\{CONF_DIR\}/(\S+);", TEMPLATE, re.M)
+MAPS = (stack.NGINX_TEMPLATE.parent / "maps.conf").read_text()
 GUNICORN_ENV = set(re.findall(r'os\.environ\.get\("([A-Z_]+)"',
                               (ROOT / "conf" / "gunicorn.conf.py").read_text()))
 
@@ -142,6 +144,21 @@ def test_local_stack_fills_every_template_variable(tmp_path):
     assert len(includes) == len(INCLUDED)
     for path in [conf, *map(Path, includes)]:  # every file nginx reads for this config
         assert not re.search(r"\$\{[A-Z_]+\}", path.read_text()), path
+
+
+def nginx_size(directive):
+    """The bytes of a size directive in the template (`128k`, `1m` or plain bytes)."""
+    value = re.search(rf"^\s*{directive}\s+(\d+)([km]?);", TEMPLATE, re.M | re.I)
+    assert value, directive
+    return int(value.group(1)) * {"": 1, "k": 1024, "m": 1024**2}[value.group(2).lower()]
+
+
+def test_nginx_body_limit_is_the_apps_and_its_413_says_so():
+    assert nginx_size("client_max_body_size") == MAX_BODY
+    assert nginx_size("client_body_buffer_size") == MAX_BODY  # a body never spills to disk
+    details = re.search(r"map \$status \$problem_detail \{(.*?)\}", MAPS, re.S).group(1)
+    (detail,) = re.findall(r'^\s*413\s+"([^"]*)";', details, re.M)
+    assert detail == f"Request body exceeds {MAX_BODY // 1024} KiB."
 
 
 def test_rendered_config_passes_nginx_t_with_the_compose_values(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import access_log_line
 from svc import stack
+from svc.validation import MAX_BODY
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_gunicorn_body_limit_holds_for_chunked_uploads(gunicorn, db):
 
     base, _ = gunicorn
     conn = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
-    body = b'{"title": "x"}' + b" " * (70 * 1024)  # valid JSON if the server truncated it
+    body = b'{"title": "x"}' + b" " * MAX_BODY  # valid JSON if the server truncated it
     conn.request("POST", "/api/tasks", body=iter([body]), encode_chunked=True,
                  headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
     response = conn.getresponse()
