@@ -4,6 +4,7 @@ import re
 import subprocess
 from dataclasses import fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -34,8 +35,9 @@ def stage(name):
 
 def test_compose_has_the_five_services_with_healthchecks_and_start_order():
     assert set(SERVICES) == {"db", "redis", "migrate", "app", "nginx"}
-    for name in ("db", "redis", "app"):
-        assert SERVICES[name]["healthcheck"]["test"], name
+    for name, service in SERVICES.items():  # all but the one-shot migrate
+        assert service["restart"] == "no" or service["healthcheck"]["test"], name
+    assert [n for n, s in SERVICES.items() if "healthcheck" not in s] == ["migrate"]
     assert SERVICES["db"]["image"].startswith("postgres:")
     assert "pg_isready" in " ".join(SERVICES["db"]["healthcheck"]["test"])
     assert SERVICES["redis"]["image"].startswith("redis:")
@@ -71,6 +73,20 @@ def test_app_address_agrees_across_compose_gunicorn_and_nginx():
     redis_url = app["environment"]["REDIS_URL"]
     assert redis_url == "redis://{REDIS_HOST}:{REDIS_PORT}/0".format(
         **SERVICES["nginx"]["environment"])
+
+
+def test_nginx_healthcheck_asks_nginx_alone_with_a_tool_of_the_edge_image():
+    program, *args = SERVICES["nginx"]["healthcheck"]["test"][1:]  # after "CMD"
+    assert re.search(rf"apt-get install [^\n]*\b{program}\b", stage("edge"))
+    url = urlsplit(args[-1])
+    assert url.hostname == "127.0.0.1"
+    assert str(url.port) == SERVICES["nginx"]["environment"]["LISTEN"]
+    location = re.search(rf"^( +)location = {re.escape(url.path)} \{{\n(.*?)^\1\}}", TEMPLATE,
+                         re.M | re.S)
+    assert location, url.path
+    body = location.group(2)
+    assert re.search(r"allow 127\.0\.0\.1;\s+deny\s+all;", body)
+    assert "proxy_pass" not in body  # answered by nginx itself
 
 
 def test_healthcheck_url_is_a_route_of_the_app(app):

@@ -119,6 +119,15 @@ def test_health_is_never_cached(edge):
     assert all(r.header("X-Edge-Cache") is None for r in replies)
 
 
+def test_edge_health_is_204_for_loopback_without_the_app_and_a_404_for_others(edge, app_stopped):
+    mine = call(edge, "GET", "/_edge/health")
+    assert mine.status == 204 and mine.body == b""
+    other = call(edge, "GET", "/_edge/health", source="127.0.0.2")
+    assert other.status == 404
+    assert other.header("Content-Type") == "application/problem+json"
+    assert other.json()["status"] == 404
+
+
 def test_conditional_get_is_answered_304_by_each_layer(edge):
     url = f"/api/tasks/{new_task(edge)['id']}"
     etag = call(edge, "GET", url).header("ETag")
