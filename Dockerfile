@@ -25,7 +25,7 @@ CMD ["gunicorn", "-c", "conf/gunicorn.conf.py", "svc.wsgi:app"]
 
 FROM debian:bookworm-slim AS edge
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends nginx libnginx-mod-http-lua gettext-base \
+    && apt-get install -y --no-install-recommends nginx libnginx-mod-http-lua gettext-base curl \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /var/lib/tasks-edge \
     && ln -sf /dev/stdout /var/lib/tasks-edge/access.log \

@@ -34,7 +34,7 @@ BODIES = [
     ("text content type", b'{"title": "x"}', "text/plain", 415),
     ("no content type", b'{"title": "x"}', None, 415),
     ("latin-1 charset", b'{"title": "x"}', "application/json; charset=latin-1", 415),
-    ("over 64 KiB", b'{"title": "' + b"x" * (64 * 1024) + b'"}', JSON, 413),
+    ("over 128 KiB", b'{"title": "' + b"x" * (128 * 1024) + b'"}', JSON, 413),
     ("string done", b'{"title": "x", "done": "true"}', JSON, 422),
     ("number done", b'{"title": "x", "done": 1}', JSON, 422),
     ("number title", b'{"title": 5}', JSON, 422),

@@ -3,18 +3,25 @@
 import re
 import subprocess
 from dataclasses import fields
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from svc import stack
 from svc.config import Config
+from svc.resource import MAX_BODY
 
 ROOT = stack.ROOT
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-TEMPLATE_VARS = set(re.findall(r"\$\{([A-Z_]+)\}", stack.NGINX_TEMPLATE.read_text()))
+TEMPLATE = stack.NGINX_TEMPLATE.read_text()
+TEMPLATE_VARS = set(re.findall(r"\$\{([A-Z_]+)\}", TEMPLATE))
+# Files the template includes from CONF_DIR: used as they are, never rendered.
+INCLUDED = re.findall(r"^\s*include \$\{CONF_DIR\}/(\S+);", TEMPLATE, re.M)
+MAPS = (stack.NGINX_TEMPLATE.parent / "maps.conf").read_text()
 GUNICORN_ENV = set(re.findall(r'os\.environ\.get\("([A-Z_]+)"',
                               (ROOT / "conf" / "gunicorn.conf.py").read_text()))
 
@@ -28,8 +35,9 @@ def stage(name):
 
 def test_compose_has_the_five_services_with_healthchecks_and_start_order():
     assert set(SERVICES) == {"db", "redis", "migrate", "app", "nginx"}
-    for name in ("db", "redis", "app"):
-        assert SERVICES[name]["healthcheck"]["test"], name
+    for name, service in SERVICES.items():  # all but the one-shot migrate
+        assert service["restart"] == "no" or service["healthcheck"]["test"], name
+    assert [n for n, s in SERVICES.items() if "healthcheck" not in s] == ["migrate"]
     assert SERVICES["db"]["image"].startswith("postgres:")
     assert "pg_isready" in " ".join(SERVICES["db"]["healthcheck"]["test"])
     assert SERVICES["redis"]["image"].startswith("redis:")
@@ -65,6 +73,20 @@ def test_app_address_agrees_across_compose_gunicorn_and_nginx():
     redis_url = app["environment"]["REDIS_URL"]
     assert redis_url == "redis://{REDIS_HOST}:{REDIS_PORT}/0".format(
         **SERVICES["nginx"]["environment"])
+
+
+def test_nginx_healthcheck_asks_nginx_alone_with_a_tool_of_the_edge_image():
+    program, *args = SERVICES["nginx"]["healthcheck"]["test"][1:]  # after "CMD"
+    assert re.search(rf"apt-get install [^\n]*\b{program}\b", stage("edge"))
+    url = urlsplit(args[-1])
+    assert url.hostname == "127.0.0.1"
+    assert str(url.port) == SERVICES["nginx"]["environment"]["LISTEN"]
+    location = re.search(rf"^( +)location = {re.escape(url.path)} \{{\n(.*?)^\1\}}", TEMPLATE,
+                         re.M | re.S)
+    assert location, url.path
+    body = location.group(2)
+    assert re.search(r"allow 127\.0\.0\.1;\s+deny\s+all;", body)
+    assert "proxy_pass" not in body  # answered by nginx itself
 
 
 def test_healthcheck_url_is_a_route_of_the_app(app):
@@ -120,10 +142,39 @@ def test_edge_image_fills_exactly_the_template_variables():
     assert set(re.findall(r"([A-Z_]+)=", env_line)) == TEMPLATE_VARS
 
 
+def test_included_nginx_files_need_no_rendering_and_ship_in_the_edge_image():
+    assert {"maps.conf", "problem.conf"} <= set(INCLUDED)
+    (copied_to,) = re.findall(r"^COPY conf/nginx/ (\S+)$", stage("edge"), re.M)
+    assert re.search(rf"\bCONF_DIR={copied_to.rstrip('/')}\b", stage("edge"))
+    for name in INCLUDED:
+        path = stack.NGINX_TEMPLATE.parent / name
+        assert path.is_file(), name
+        assert not re.search(r"\$\{", path.read_text()), f"{name} would need rendering"
+
+
 def test_local_stack_fills_every_template_variable(tmp_path):
     conf = stack.render_nginx(tmp_path, {"LISTEN": "127.0.0.1:1", "APP_UPSTREAM": "127.0.0.1:2",
                                          "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "3"})
-    assert not re.search(r"\$\{[A-Z_]+\}", conf.read_text())
+    text = conf.read_text()
+    includes = re.findall(r"^\s*include (\S+);", text, re.M)
+    assert len(includes) == len(INCLUDED)
+    for path in [conf, *map(Path, includes)]:  # every file nginx reads for this config
+        assert not re.search(r"\$\{[A-Z_]+\}", path.read_text()), path
+
+
+def nginx_size(directive):
+    """The bytes of a size directive in the template (`128k`, `1m` or plain bytes)."""
+    value = re.search(rf"^\s*{directive}\s+(\d+)([km]?);", TEMPLATE, re.M | re.I)
+    assert value, directive
+    return int(value.group(1)) * {"": 1, "k": 1024, "m": 1024**2}[value.group(2).lower()]
+
+
+def test_nginx_body_limit_is_the_apps_and_its_413_says_so():
+    assert nginx_size("client_max_body_size") == MAX_BODY
+    assert nginx_size("client_body_buffer_size") == MAX_BODY  # a body never spills to disk
+    details = re.search(r"map \$status \$problem_detail \{(.*?)\}", MAPS, re.S).group(1)
+    (detail,) = re.findall(r'^\s*413\s+"([^"]*)";', details, re.M)
+    assert detail == f"Request body exceeds {MAX_BODY // 1024} KiB."
 
 
 def test_rendered_config_passes_nginx_t_with_the_compose_values(tmp_path):

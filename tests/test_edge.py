@@ -13,6 +13,7 @@ import redis
 from conftest import access_log_line
 
 from svc.stack import Stack, free_port
+from svc.resource import MAX_BODY
 
 MICRO = 2.1  # nginx counts the 1 s validity in whole seconds: an entry lives under 2 s
 
@@ -118,6 +119,15 @@ def test_health_is_never_cached(edge):
     assert all(r.header("X-Edge-Cache") is None for r in replies)
 
 
+def test_edge_health_is_204_for_loopback_without_the_app_and_a_404_for_others(edge, app_stopped):
+    mine = call(edge, "GET", "/_edge/health")
+    assert mine.status == 204 and mine.body == b""
+    other = call(edge, "GET", "/_edge/health", source="127.0.0.2")
+    assert other.status == 404
+    assert other.header("Content-Type") == "application/problem+json"
+    assert other.json()["status"] == 404
+
+
 def test_conditional_get_is_answered_304_by_each_layer(edge):
     url = f"/api/tasks/{new_task(edge)['id']}"
     etag = call(edge, "GET", url).header("ETag")
@@ -216,12 +226,18 @@ def test_after_a_database_outage_writes_recover_within_seconds(edge):
     assert call(edge, "GET", "/api/health").json()["status"] == "ok"
 
 
-def test_body_over_64_kib_is_413_problem_json(edge):
-    reply = call(edge, "POST", "/api/tasks", b'{"title": "' + b"x" * 65 * 1024 + b'"}',
-                 headers={"Content-Type": "application/json"})
+def test_the_largest_valid_task_passes_and_one_byte_over_the_limit_is_413(edge):
+    # 10,200 astral characters, each sent as \uXXXX\uXXXX (12 bytes): about 122,400 bytes.
+    largest = {"title": "\U0001F600" * 200, "description": "\U0001F600" * 10_000}
+    assert len(json.dumps(largest)) > 120_000
+    assert call(edge, "POST", "/api/tasks", largest).status == 201
+    over = b'{"title": "' + b"x" * (MAX_BODY - 12) + b'"}'
+    assert len(over) == MAX_BODY + 1
+    reply = call(edge, "POST", "/api/tasks", over, headers={"Content-Type": "application/json"})
     assert reply.status == 413
     assert reply.header("Content-Type") == "application/problem+json"
     assert reply.json()["status"] == 413
+    assert reply.json()["detail"] == f"Request body exceeds {MAX_BODY // 1024} KiB."  # nginx's
 
 
 def test_a_burst_of_writes_is_rate_limited_with_429(edge):
