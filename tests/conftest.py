@@ -1,15 +1,14 @@
 """Fixtures: session-scoped real servers, a migrated database, the app, per-test cleanup."""
 
 import io
-import json
 import os
 
 import psycopg
 import pytest
 import redis
 
+from helpers import close_app, make_app
 from servers import choose, from_env_or
-from svc import create_app, stack
 from svc.cli import migrate
 from svc.config import Config
 
@@ -47,29 +46,6 @@ def config(postgres, redis_server):
     cfg = Config.from_env({}, DATABASE_URL=postgres.url, REDIS_URL=redis_server.url)
     migrate(cfg, "apply", out=io.StringIO())
     return cfg
-
-
-def make_app(config, **overrides):
-    """An app for `config`; close it with close_app."""
-    return create_app({"DATABASE_URL": config.DATABASE_URL, "REDIS_URL": config.REDIS_URL,
-                       **overrides})
-
-
-def access_log_line(log, request_id):
-    """gunicorn's JSON access line for `request_id`, waiting for it: it is written after the
-    response has gone out."""
-    def find():
-        return next((json.loads(line) for line in log.read_text().splitlines()
-                     if line[:1] == "{" and request_id in line), None)
-
-    stack.wait_for(find, f"the access log line of {request_id}", timeout=5)
-    return find()
-
-
-def close_app(app):
-    """Release the app's pool and Redis connections."""
-    app.extensions["pool"].close()
-    app.extensions["redis"].close()
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import close_app, make_app
+from helpers import close_app, make_app
 
 JSON = "application/json"
 BIG_TITLE = "x" * 201

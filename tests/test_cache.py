@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import close_app, make_app
+from helpers import close_app, make_app
 from svc.cache import GEN_KEY, Cache, make_redis
 
 

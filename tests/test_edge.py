@@ -1,7 +1,5 @@
 """The whole stack through a real nginx: micro-cache, the shared Redis edge cache, limits."""
 
-import http.client
-import json
 import re
 import tempfile
 import time
@@ -10,8 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from conftest import access_log_line
-
+from helpers import access_log_line, call, new_task
 from svc.stack import Stack, free_port
 
 MICRO = 2.1  # nginx counts the 1 s validity in whole seconds: an entry lives under 2 s
@@ -27,39 +24,6 @@ def edge():
         yield stack
     finally:
         stack.down()
-
-
-class Reply:
-    def __init__(self, response):
-        self.status = response.status
-        self.headers = response.headers
-        self.body = response.read()
-
-    def json(self):
-        return json.loads(self.body)
-
-    def header(self, name):
-        return self.headers.get(name)
-
-
-def call(stack, method, path, body=None, headers=None, source="127.0.0.1"):
-    """One request to nginx, optionally from another loopback address."""
-    conn = http.client.HTTPConnection("127.0.0.1", stack.ports["http"], timeout=10,
-                                      source_address=(source, 0))
-    try:
-        if isinstance(body, dict):
-            body = json.dumps(body)
-            headers = {"Content-Type": "application/json", **(headers or {})}
-        conn.request(method, path, body=body, headers=headers or {})
-        return Reply(conn.getresponse())
-    finally:
-        conn.close()
-
-
-def new_task(stack, title="edge"):
-    reply = call(stack, "POST", "/api/tasks", {"title": title})
-    assert reply.status == 201, reply.body
-    return reply.json()
 
 
 @pytest.fixture

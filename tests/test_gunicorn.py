@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import access_log_line
+from helpers import access_log_line
 from svc import stack
 
 
