@@ -67,10 +67,6 @@ def test_app_address_agrees_across_compose_gunicorn_and_nginx():
         **SERVICES["nginx"]["environment"])
 
 
-def test_healthcheck_url_is_a_route_of_the_app(app):
-    assert "/api/health" in {rule.rule for rule in app.url_map.iter_rules()}
-
-
 def test_compose_env_names_are_ones_the_code_reads():
     config_names = {f.name for f in fields(Config)}
     for name in ("migrate", "app"):
