@@ -1,4 +1,5 @@
-"""Fixtures: session-scoped real servers, a migrated database, the app, per-test cleanup."""
+"""Fixtures (session-scoped real servers, a migrated database, the app, per-test cleanup) and
+hooks (exactly one kind marker per test; in CI, no skipped test)."""
 
 import io
 import os
@@ -11,6 +12,9 @@ from helpers import close_app, make_app
 from servers import choose, from_env_or
 from svc.cli import migrate
 from svc.config import Config
+
+# The kinds of test declared in pytest.ini; each test has exactly one.
+KINDS = ("app", "gunicorn", "stack", "static")
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +82,20 @@ def rds(config):
 def client(app, db, rds):
     """A test client on a clean database and cache."""
     return app.test_client()
+
+
+def pytest_collection_modifyitems(items):
+    """Refuse a test without exactly one kind marker, or a static one that starts servers."""
+    wrong = []
+    for item in items:
+        kinds = [mark.name for mark in item.iter_markers() if mark.name in KINDS]
+        if len(kinds) != 1:
+            wrong.append(f"{item.nodeid}: kind markers {kinds}, want exactly one of {KINDS}")
+        elif kinds == ["static"] and "provider" in item.fixturenames:
+            wrong.append(f"{item.nodeid}: marked static but uses the test servers")
+    if wrong:
+        raise pytest.UsageError("every test needs one kind marker (pytest.ini), set per module as "
+                                "pytestmark = pytest.mark.<kind>\n" + "\n".join(wrong))
 
 
 def pytest_sessionfinish(session, exitstatus):

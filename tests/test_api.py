@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+pytestmark = pytest.mark.app
+
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 

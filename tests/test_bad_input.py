@@ -4,6 +4,8 @@ import io
 
 import pytest
 
+pytestmark = pytest.mark.app
+
 JSON = "application/json"
 BIG_TITLE = "x" * 201
 

@@ -10,6 +10,8 @@ import pytest
 
 from svc.cache import GEN_KEY, Cache, make_redis
 
+pytestmark = pytest.mark.app
+
 
 def test_list_is_a_miss_from_postgres_then_a_hit_from_redis(client):
     client.post("/api/tasks", json={"title": "x"})

@@ -11,6 +11,8 @@ import pytest
 from svc import cli, stack
 from svc.cli import seed, yoyo_url
 
+pytestmark = pytest.mark.app
+
 
 def run_cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "svc", *args], capture_output=True, text=True,

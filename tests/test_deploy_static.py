@@ -10,6 +10,8 @@ import yaml
 from svc import stack
 from svc.config import Config
 
+pytestmark = pytest.mark.static
+
 ROOT = stack.ROOT
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SERVICES = COMPOSE["services"]

@@ -11,6 +11,8 @@ import redis
 from helpers import access_log_line, call, new_task
 from svc.stack import Stack, free_port
 
+pytestmark = pytest.mark.stack
+
 MICRO = 2.1  # nginx counts the 1 s validity in whole seconds: an entry lives under 2 s
 
 

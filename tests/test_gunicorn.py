@@ -10,6 +10,8 @@ import pytest
 from helpers import access_log_line
 from svc import stack
 
+pytestmark = pytest.mark.gunicorn
+
 
 @pytest.fixture(scope="module")
 def gunicorn(config):

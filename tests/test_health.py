@@ -3,6 +3,10 @@
 What it reports while PostgreSQL or Redis is down is in test_outages.py.
 """
 
+import pytest
+
+pytestmark = pytest.mark.app
+
 
 def test_health_reports_ok(client):
     response = client.get("/api/health")

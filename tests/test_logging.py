@@ -3,7 +3,11 @@
 import json
 import re
 
+import pytest
+
 from svc.logs import JsonFormatter
+
+pytestmark = pytest.mark.app
 
 
 def test_request_id_is_echoed_or_generated(client):

@@ -10,6 +10,8 @@ import pytest
 
 from svc.cli import migrate
 
+pytestmark = pytest.mark.app
+
 
 def tables(url):
     with psycopg.connect(url) as conn:

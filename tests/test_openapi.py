@@ -2,6 +2,10 @@
 
 import re
 
+import pytest
+
+pytestmark = pytest.mark.app
+
 
 def _resolve(document, node, seen=0):
     """Follow every $ref in `node`; fail on one that points nowhere."""

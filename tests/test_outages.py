@@ -6,7 +6,11 @@ The same through nginx, and recovery once a server is back: test_edge.py.
 
 import time
 
+import pytest
+
 from helpers import close_app, make_app
+
+pytestmark = pytest.mark.app
 
 
 def test_database_down_is_503_with_retry_after_quickly(config, rds):

@@ -8,6 +8,8 @@ import pytest
 from svc import db, stack
 from svc.db import SQL_DIR, SqlFileError, load_queries, parse_query
 
+pytestmark = pytest.mark.static
+
 
 def test_every_sql_file_has_a_header_naming_it_and_its_shape():
     for path in sorted(SQL_DIR.glob("*.sql")):

@@ -3,7 +3,11 @@
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from svc.stack import Stack, free_port
+
+pytestmark = pytest.mark.stack
 
 
 def test_up_twice_is_a_no_op_and_down_leaves_nothing_listening():

@@ -9,6 +9,8 @@ import pytest
 from svc import create_app, db, stack
 from svc.db import SQL_DIR, SqlFileError
 
+pytestmark = pytest.mark.app
+
 
 def test_missing_sql_file_stops_start_up(tmp_path, monkeypatch, config):
     for path in SQL_DIR.glob("*.sql"):
