@@ -1,14 +1,19 @@
-# make test: everything the tests need, then pytest.  make up / make down: the stack without Docker.
+# make test: everything the tests need, then pytest (make test-fast: all but the whole-stack tests).
+# make up / make down: the stack without Docker.
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages the local servers come from (PostgreSQL, Redis, nginx with Lua).
 DEBS   := postgresql redis-server nginx libnginx-mod-http-lua
 
-.PHONY: test up down deps venv bench fuzz clean
+.PHONY: test test-fast up down deps venv bench fuzz clean
 
 test: deps venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast loop: every test but those through a real nginx (markers: pytest.ini).
+test-fast: deps venv
+	$(PY) -m pytest -m "not stack" $(PYTEST_ARGS)
 
 venv: $(STAMP)
 $(STAMP): requirements.txt

@@ -1,17 +1,23 @@
-"""Fixtures: session-scoped real servers, a migrated database, the app, per-test cleanup."""
+"""Fixtures (session-scoped real servers, a migrated database, the app, per-test cleanup) and
+hooks (exactly one kind marker per test; in CI, no skipped test)."""
 
 import io
-import json
 import os
+import tempfile
+from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 
+from helpers import close_app, make_app
 from servers import choose, from_env_or
-from svc import create_app, stack
+from svc import stack
 from svc.admin import migrate
 from svc.config import Config
+
+# The kinds of test declared in pytest.ini; each test has exactly one.
+KINDS = ("app", "gunicorn", "stack", "static")
 
 
 @pytest.fixture(scope="session")
@@ -49,29 +55,6 @@ def config(postgres, redis_server):
     return cfg
 
 
-def make_app(config, **overrides):
-    """An app for `config`; close it with close_app."""
-    return create_app({"DATABASE_URL": config.DATABASE_URL, "REDIS_URL": config.REDIS_URL,
-                       **overrides})
-
-
-def access_log_line(log, request_id):
-    """gunicorn's JSON access line for `request_id`, waiting for it: it is written after the
-    response has gone out."""
-    def find():
-        return next((json.loads(line) for line in log.read_text().splitlines()
-                     if line[:1] == "{" and request_id in line), None)
-
-    stack.wait_for(find, f"the access log line of {request_id}", timeout=5)
-    return find()
-
-
-def close_app(app):
-    """Release the app's pool and Redis connections."""
-    app.extensions["pool"].close()
-    app.extensions["redis"].close()
-
-
 @pytest.fixture(scope="session")
 def app(config):
     """The app under test, shared by the session."""
@@ -79,6 +62,17 @@ def app(config):
     application.extensions["pool"].wait(timeout=10)
     yield application
     close_app(application)
+
+
+@pytest.fixture(scope="session")
+def gunicorn(config):
+    """A real gunicorn with conf/gunicorn.conf.py on a free port: (base URL, its log file)."""
+    state = Path(tempfile.mkdtemp(prefix="tasks-svc-gunicorn-"))
+    port = stack.free_port()
+    pid = stack.start_app(state, port, {"DATABASE_URL": config.DATABASE_URL,
+                                        "REDIS_URL": config.REDIS_URL})
+    yield f"http://127.0.0.1:{port}", state / "gunicorn.log"
+    stack.stop_pid(pid)
 
 
 @pytest.fixture
@@ -102,6 +96,20 @@ def rds(config):
 def client(app, db, rds):
     """A test client on a clean database and cache."""
     return app.test_client()
+
+
+def pytest_collection_modifyitems(items):
+    """Refuse a test without exactly one kind marker, or a static one that starts servers."""
+    wrong = []
+    for item in items:
+        kinds = [mark.name for mark in item.iter_markers() if mark.name in KINDS]
+        if len(kinds) != 1:
+            wrong.append(f"{item.nodeid}: kind markers {kinds}, want exactly one of {KINDS}")
+        elif kinds == ["static"] and "provider" in item.fixturenames:
+            wrong.append(f"{item.nodeid}: marked static but uses the test servers")
+    if wrong:
+        raise pytest.UsageError("every test needs one kind marker (pytest.ini), set per module as "
+                                "pytestmark = pytest.mark.<kind>\n" + "\n".join(wrong))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -67,13 +67,13 @@ class DockerServers:
     kind = "testcontainers"
 
     def postgres(self):
-        from testcontainers.postgres import PostgresContainer
+        from testcontainers.community.postgres import PostgresContainer
 
         container = PostgresContainer("postgres:16-alpine", driver=None).start()
         return Server(container.get_connection_url(), container.stop)
 
     def redis(self):
-        from testcontainers.redis import RedisContainer
+        from testcontainers.community.redis import RedisContainer
 
         container = RedisContainer("redis:7-alpine").start()
         host, port = container.get_container_host_ip(), container.get_exposed_port(6379)

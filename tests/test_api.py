@@ -1,11 +1,13 @@
-"""The HTTP API, endpoint by endpoint, against real PostgreSQL and Redis."""
+"""The HTTP API, endpoint by endpoint, against real PostgreSQL and Redis.
 
-import json
+Bad input: test_bad_input.py; request ids and logs: test_logging.py; health: test_health.py.
+"""
+
 import re
 
 import pytest
 
-from svc.logs import JsonFormatter
+pytestmark = pytest.mark.app
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -186,28 +188,3 @@ def test_unknown_route_is_404_problem(client):
     body = response.get_json()
     assert response.headers["Content-Type"] == "application/problem+json"
     assert body["type"] == "about:blank" and body["title"] == "Not Found" and body["status"] == 404
-
-
-def test_request_id_is_echoed_or_generated(client):
-    assert client.get("/api/health", headers={"X-Request-ID": "abc-123"}).headers[
-        "X-Request-ID"] == "abc-123"
-    generated = {client.get("/api/tasks").headers["X-Request-ID"] for _ in range(2)}
-    assert len(generated) == 2 and all(re.fullmatch(r"[0-9a-f]{32}", g) for g in generated)
-    forged = client.get("/api/health", headers={"X-Request-ID": "<script>alert(1)</script>"})
-    assert re.fullmatch(r"[0-9a-f]{32}", forged.headers["X-Request-ID"])
-
-
-def test_log_lines_are_json_with_the_request_id(client, caplog):
-    with client.application.test_request_context(headers={"X-Request-ID": "trace-me-42"}):
-        client.application.preprocess_request()
-        client.application.logger.warning("inside")
-        line = json.loads(JsonFormatter().format(caplog.records[-1]))
-    assert line["request_id"] == "trace-me-42" and line["level"] == "warning"
-    assert line["msg"] == "inside"
-
-
-def test_health_reports_ok(client):
-    response = client.get("/api/health")
-    assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "postgres": "ok", "redis": "ok"}
-    assert response.headers["Cache-Control"] == "no-store"

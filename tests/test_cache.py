@@ -1,12 +1,16 @@
-"""The Redis read-through cache: hits, invalidation, races, stampedes and outages."""
+"""The Redis read-through cache: hits, invalidation, races and stampedes.
+
+Redis outages: test_outages.py.
+"""
 
 import threading
 import time
 
 import pytest
 
-from conftest import close_app, make_app
 from svc.cache import GEN_KEY, Cache, make_redis
+
+pytestmark = pytest.mark.app
 
 
 def test_list_is_a_miss_from_postgres_then_a_hit_from_redis(client):
@@ -115,44 +119,6 @@ def test_writes_bump_the_shared_generation(client, rds):
     client.patch(f"/api/tasks/{task['id']}", json={"done": True})
     client.patch(f"/api/tasks/{task['id']}", json={"done": True}, headers={"If-Match": '"1-99"'})
     assert int(rds.get(GEN_KEY)) == before + 2  # the refused write bumped nothing
-
-
-def test_redis_stopped_mid_test_still_serves_and_reports_degraded(config, provider, db):
-    redis_server = provider.redis()
-    app = make_app(config, REDIS_URL=redis_server.url)
-    try:
-        client = app.test_client()
-        task = client.post("/api/tasks", json={"title": "x"}).get_json()
-        client.get("/api/tasks")
-        assert client.get("/api/tasks").headers["X-App-Cache"] == "HIT"
-        redis_server.stop()
-        started = time.monotonic()
-        for _ in range(20):
-            listing = client.get("/api/tasks")
-            assert listing.status_code == 200 and listing.headers["X-App-Cache"] == "MISS"
-            assert listing.get_json()["source"] == "postgres"
-        assert time.monotonic() - started < 5
-        assert client.patch(f"/api/tasks/{task['id']}", json={"done": True}).status_code == 200
-        assert client.get(f"/api/tasks/{task['id']}").get_json()["done"] is True
-        health = client.get("/api/health")
-        assert health.status_code == 200
-        assert health.get_json() == {"status": "degraded", "postgres": "ok", "redis": "down"}
-    finally:
-        close_app(app)
-
-
-def test_redis_outage_is_logged_once_not_per_request(config, provider, db, caplog):
-    redis_server = provider.redis()
-    redis_server.stop()
-    app = make_app(config, REDIS_URL=redis_server.url)
-    try:
-        client = app.test_client()
-        for _ in range(10):
-            assert client.get("/api/tasks").status_code == 200
-        warnings = [r for r in caplog.records if "redis unavailable" in r.getMessage()]
-        assert len(warnings) == 1
-    finally:
-        close_app(app)
 
 
 def test_a_failing_loader_releases_its_fill_lock(config, rds):

@@ -1,6 +1,5 @@
 """The whole stack through a real nginx: micro-cache, the shared Redis edge cache, limits."""
 
-import http.client
 import json
 import re
 import tempfile
@@ -10,10 +9,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from conftest import access_log_line
-
-from svc.stack import Stack, free_port
+from helpers import access_log_line, call, new_task
 from svc.resource import MAX_BODY
+from svc.stack import Stack, free_port
+
+pytestmark = pytest.mark.stack
 
 MICRO = 2.1  # nginx counts the 1 s validity in whole seconds: an entry lives under 2 s
 
@@ -28,39 +28,6 @@ def edge():
         yield stack
     finally:
         stack.down()
-
-
-class Reply:
-    def __init__(self, response):
-        self.status = response.status
-        self.headers = response.headers
-        self.body = response.read()
-
-    def json(self):
-        return json.loads(self.body)
-
-    def header(self, name):
-        return self.headers.get(name)
-
-
-def call(stack, method, path, body=None, headers=None, source="127.0.0.1"):
-    """One request to nginx, optionally from another loopback address."""
-    conn = http.client.HTTPConnection("127.0.0.1", stack.ports["http"], timeout=10,
-                                      source_address=(source, 0))
-    try:
-        if isinstance(body, dict):
-            body = json.dumps(body)
-            headers = {"Content-Type": "application/json", **(headers or {})}
-        conn.request(method, path, body=body, headers=headers or {})
-        return Reply(conn.getresponse())
-    finally:
-        conn.close()
-
-
-def new_task(stack, title="edge"):
-    reply = call(stack, "POST", "/api/tasks", {"title": title})
-    assert reply.status == 201, reply.body
-    return reply.json()
 
 
 @pytest.fixture
@@ -270,23 +237,3 @@ def test_app_sees_the_real_client_address_once_and_ignores_spoofed_ones(edge):
 def test_server_header_hides_the_nginx_version(edge):
     assert call(edge, "GET", "/api/health").header("Server") == "nginx"
     assert call(edge, "GET", "/api/nothing").header("Server") == "nginx"
-
-
-def test_up_twice_is_a_no_op_and_down_leaves_nothing_listening():
-    import socket
-
-    from svc.stack import pid_alive
-
-    stack = Stack(state_dir=Path(tempfile.mkdtemp(prefix="tasks-svc-updown-")),
-                  http_port=free_port())
-    try:
-        url = stack.up()
-        pids = {name: stack.pid(name) for name in Stack.ORDER}
-        again = Stack(state_dir=stack.dir, http_port=free_port())  # as a second `make up` would
-        assert again.up() == url and {n: again.pid(n) for n in Stack.ORDER} == pids
-    finally:
-        stack.down()
-    assert not any(pid_alive(pid) for pid in pids.values())
-    for port in {stack.ports[k] for k in ("http", "app", "redis", "postgres")}:
-        with socket.socket() as probe:
-            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"

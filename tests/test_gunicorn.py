@@ -1,25 +1,14 @@
 """The app under real gunicorn with conf/gunicorn.conf.py, as it runs in production."""
 
 import json
-import tempfile
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from conftest import access_log_line
-from svc import stack
+from helpers import access_log_line
 from svc.resource import MAX_BODY
 
-
-@pytest.fixture(scope="module")
-def gunicorn(config):
-    state = Path(tempfile.mkdtemp(prefix="tasks-svc-gunicorn-"))
-    port = stack.free_port()
-    pid = stack.start_app(state, port, {"DATABASE_URL": config.DATABASE_URL,
-                                        "REDIS_URL": config.REDIS_URL})
-    yield f"http://127.0.0.1:{port}", state / "gunicorn.log"
-    stack.stop_pid(pid)
+pytestmark = pytest.mark.gunicorn
 
 
 def test_gunicorn_serves_the_api_and_logs_json_lines_with_the_request_id(gunicorn, db):

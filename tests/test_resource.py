@@ -8,6 +8,8 @@ import pytest
 
 from svc.resource import MAX_BODY, NOT_BLANK, TASK, WHITESPACE, WRITABLE
 
+pytestmark = pytest.mark.app
+
 ASTRAL = "\U0001F680"  # JSON escapes it as a surrogate pair: 12 bytes, the most a character costs
 
 

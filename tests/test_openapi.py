@@ -1,49 +1,10 @@
-"""The SQL files' conventions and the OpenAPI document."""
+"""The OpenAPI document: valid 3.1, every served route in it, with the statuses it answers."""
 
 import re
 
 import pytest
 
-from svc import create_app, db
-from svc.db import SQL_DIR, SqlFileError, load_queries, parse_query
-
-
-def test_every_sql_file_has_a_header_naming_it_and_its_shape():
-    for path in sorted(SQL_DIR.glob("*.sql")):
-        lines = path.read_text().splitlines()
-        assert re.fullmatch(rf"-- name: {path.stem} :(one|many|exec|execrows)", lines[0]), path
-        assert lines[1].startswith("-- ") and len(lines[1]) > 10, path
-        body = "\n".join(lines[2:])
-        assert not re.search(r"select\s+\*", body, re.I), f"{path.name}: explicit columns"
-        assert not re.search(r"%s|\{|:[a-z]\w*\b(?!:)", re.sub(r"::\w+", "", body)), \
-            f"{path.name}: placeholders are %(name)s only"
-
-
-def test_all_required_queries_load():
-    assert set(db.REQUIRED) <= set(load_queries())
-
-
-@pytest.mark.parametrize("text, error", [
-    ("select 1", "must start with"),
-    ("-- name: other :one\n-- doc line\nselect 1", "header names 'other'"),
-    ("-- name: bad :all\n-- doc line\nselect 1", "shape :all"),
-    ("-- name: bad :one\n-- doc line\nselect 1; select 2", "exactly one statement"),
-    ("-- name: bad :one\n-- doc line\n", "exactly one statement"),
-])
-def test_malformed_sql_file_is_refused(tmp_path, text, error):
-    path = tmp_path / "bad.sql"
-    path.write_text(text)
-    with pytest.raises(SqlFileError, match=re.escape(error)):
-        parse_query(path)
-
-
-def test_missing_sql_file_stops_start_up(tmp_path, monkeypatch, config):
-    for path in SQL_DIR.glob("*.sql"):
-        if path.stem != "get_task":
-            (tmp_path / path.name).write_text(path.read_text())
-    monkeypatch.setattr(db, "SQL_DIR", tmp_path)
-    with pytest.raises(SqlFileError, match="missing SQL files.*get_task"):
-        create_app({"DATABASE_URL": config.DATABASE_URL, "REDIS_URL": config.REDIS_URL})
+pytestmark = pytest.mark.app
 
 
 def _resolve(document, node, seen=0):

@@ -1,0 +1,69 @@
+"""Helpers that test modules import: an app of their own, gunicorn's access log, HTTP to nginx.
+
+Fixtures live in conftest.py; the servers behind them in servers.py.
+"""
+
+import http.client
+import json
+
+from svc import create_app
+from svc.stack import wait_for
+
+
+def make_app(config, **overrides):
+    """An app for `config`; close it with close_app."""
+    return create_app({"DATABASE_URL": config.DATABASE_URL, "REDIS_URL": config.REDIS_URL,
+                       **overrides})
+
+
+def close_app(app):
+    """Release the app's pool and Redis connections."""
+    app.extensions["pool"].close()
+    app.extensions["redis"].close()
+
+
+def access_log_line(log, request_id):
+    """gunicorn's JSON access line for `request_id`, waiting for it: it is written after the
+    response has gone out."""
+    def find():
+        return next((json.loads(line) for line in log.read_text().splitlines()
+                     if line[:1] == "{" and request_id in line), None)
+
+    wait_for(find, f"the access log line of {request_id}", timeout=5)
+    return find()
+
+
+class Reply:
+    """A response from nginx, read to the end: status, headers, body."""
+
+    def __init__(self, response):
+        self.status = response.status
+        self.headers = response.headers
+        self.body = response.read()
+
+    def json(self):
+        return json.loads(self.body)
+
+    def header(self, name):
+        return self.headers.get(name)
+
+
+def call(stack, method, path, body=None, headers=None, source="127.0.0.1"):
+    """One request to nginx, optionally from another loopback address."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack.ports["http"], timeout=10,
+                                      source_address=(source, 0))
+    try:
+        if isinstance(body, dict):
+            body = json.dumps(body)
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        conn.request(method, path, body=body, headers=headers or {})
+        return Reply(conn.getresponse())
+    finally:
+        conn.close()
+
+
+def new_task(stack, title="edge"):
+    """Create a task through nginx; its JSON."""
+    reply = call(stack, "POST", "/api/tasks", {"title": title})
+    assert reply.status == 201, reply.body
+    return reply.json()

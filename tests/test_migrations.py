@@ -1,0 +1,56 @@
+"""Schema migrations: apply, roll back, apply again; the limits the schema itself enforces.
+
+The migration files' conventions (a rollback and a depends line each) are in test_sql_files.py.
+"""
+
+import io
+
+import psycopg
+import pytest
+
+from svc.admin import migrate
+
+pytestmark = pytest.mark.app
+
+
+def tables(url):
+    with psycopg.connect(url) as conn:
+        return {r[0] for r in conn.execute(
+            "select tablename from pg_tables where schemaname = 'public'")}
+
+
+def test_apply_rollback_all_apply_round_trips(config):
+    out = io.StringIO()
+    try:
+        migrate(config, "rollback", rollback_all=True, out=out)
+        assert "tasks" not in tables(config.DATABASE_URL)
+        migrate(config, "list", out=out)
+        assert "pending  0001.create-tasks" in out.getvalue()
+    finally:
+        migrate(config, "apply", out=out)
+    assert "applied 2 migration(s)" in out.getvalue()
+    assert "tasks" in tables(config.DATABASE_URL)
+    with psycopg.connect(config.DATABASE_URL) as conn:
+        indexes = {r[0] for r in conn.execute("select indexname from pg_indexes "
+                                             "where tablename = 'tasks'")}
+    assert "tasks_done_id_idx" in indexes
+
+
+def test_rollback_without_all_undoes_only_the_last_migration(config):
+    out = io.StringIO()
+    try:
+        migrate(config, "rollback", out=out)
+        migrate(config, "list", out=out)
+        assert "applied  0001.create-tasks" in out.getvalue()
+        assert "pending  0002.index-tasks-done" in out.getvalue()
+    finally:
+        migrate(config, "apply", out=out)
+
+
+def test_schema_enforces_the_api_limits(db):
+    for bad in ["insert into tasks (title) values ('')", "insert into tasks (title) values ('  ')",
+                "insert into tasks (title) values (repeat('x', 201))",
+                "insert into tasks (title, description) values ('x', repeat('d', 10001))",
+                "insert into tasks (title) values (null)"]:
+        with pytest.raises(psycopg.errors.IntegrityError):
+            db.execute(bad)
