@@ -9,6 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import db, errors, health, logs, openapi, represent, tasks
 from .cache import Cache, make_redis
 from .config import Config
+from .janitor import Janitor
 
 
 def create_app(test_config=None):
@@ -39,4 +40,7 @@ def create_app(test_config=None):
     for blueprint in (tasks.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     app.extensions["openapi"] = represent.dumps(openapi.build(app))
+    app.extensions["janitor"] = janitor = Janitor(app)
+    janitor.start()
+    atexit.register(janitor.stop)  # atexit runs it before pool.close
     return app

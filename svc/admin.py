@@ -51,12 +51,13 @@ def migrate(config, action, rollback_all=False, out=sys.stdout):
 
 
 def seed(config, count, if_empty, out=sys.stdout):
-    """Insert `count` sample tasks in one statement, then start a new cache generation."""
-    query = load_queries()["seed_tasks"]
+    """Insert `count` sample tasks in one statement, then start a new generation of list pages
+    (or, with Redis away, leave that to the app's janitor, like a write of the API)."""
+    queries = load_queries()
     with psycopg.connect(config.DATABASE_URL, autocommit=True) as conn:
-        inserted = query.run(conn, {"count": count, "if_empty": if_empty})
-    if inserted:
-        Cache(make_redis(config.REDIS_URL), config.CACHE_TTL).bump()  # best effort, like the API
+        inserted = queries["seed_tasks"].run(conn, {"count": count, "if_empty": if_empty})
+        if inserted and not Cache(make_redis(config.REDIS_URL), config.CACHE_TTL).bump():
+            queries["create_cache_debt"].run(conn, {"task_id": None, "version": None})
     print(f"inserted {inserted} task(s)" + (" (the table was not empty)" if if_empty and not
                                               inserted else ""), file=out)
     return inserted

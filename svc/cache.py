@@ -1,9 +1,10 @@
-"""The read-through cache in Redis: generation-keyed, stampede-safe, never fatal."""
+"""The read-through cache in Redis: per-task generations, stampede-safe, never fatal."""
 
 import contextlib
 import logging
 import secrets
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 import redis
@@ -12,8 +13,10 @@ from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
-GEN_KEY = "tasks:gen"  # bumped after every committed write; nginx's edge cache reads it too
-KEY_PREFIX = "tasks:app"
+# The Redis-side half of the cache, shared with the nginx edge: key names and generations.
+GENERATIONS = Path(__file__).resolve().parent.parent / "conf" / "nginx" / "generations.lua"
+LIST = "list"  # the scope of list pages; a task's scope is its id
+GEN_TTL_S = 86_400  # a task's generation must outlive every entry (CACHE_TTL, nginx's EDGE_TTL)
 LOCK_TTL_MS = 2000  # a filler that died frees the key after this
 FILL_WAIT_S = 0.2  # how long a reader waits for another's fill before loading itself
 RETRY_AFTER_S = 1.0  # after a Redis error, skip Redis this long instead of paying a timeout per request
@@ -55,31 +58,33 @@ class Cache:
         self.client = client
         self.ttl = ttl
         self._skip_until = 0.0
+        self.owes = False  # a bump failed here and is not paid yet: read nothing from Redis
         self._unlock = client.register_script(UNLOCK)
+        self._generations = client.register_script(GENERATIONS.read_text())
 
-    def read_through(self, key, ttl, loader):
-        """Return (bytes, hit): the cached value for `key`, else loader()'s, stored for `ttl` s.
+    def read_through(self, scope, what, ttl, loader):
+        """Return (bytes, hit): the cached value of `what` in `scope` (a task id or LIST), else
+        loader()'s, stored for `ttl` s. A loader returning None is not cached.
 
-        The key embeds the write generation, so a value loaded before a write is stored under
-        a generation no reader asks for after it. A loader returning None is not cached.
+        One round trip finds the scope's generation and the entry under it. On a miss the value
+        is stored under the generation read before loading, so a value loaded before a write is
+        stored where no reader looks after it.
         """
         try:
-            if self.available():
-                gen = self.client.get(GEN_KEY) or b"0"
-                full_key = f"{KEY_PREFIX}:{gen.decode()}:{key}"
-                value = self.client.get(full_key)
+            if self.available() and not self.owes:
+                key, value = self._generations(args=["read", "app", scope, what])
                 if value is not None:
                     return value, True
-                result = self._fill(full_key, ttl, loader)
+                result = self._fill(key.decode(), ttl, loader)
                 self._recovered()
                 return result
         except redis.RedisError as exc:
             self._failed(exc)
         return loader(), False
 
-    def entry(self, key, loader):
+    def entry(self, scope, what, loader):
         """(Entry or None, hit): read_through for a response that loader() builds as an Entry."""
-        value, hit = self.read_through(key, self.ttl, lambda: _pack(loader()))
+        value, hit = self.read_through(scope, what, self.ttl, lambda: _pack(loader()))
         return (None if value is None else Entry.unpack(value)), hit
 
     def _fill(self, full_key, ttl, loader):
@@ -108,14 +113,23 @@ class Cache:
             self._failed(exc)
         return value, False
 
-    def bump(self):
-        """Start a new generation after a committed write; older entries are never read again."""
+    def bump(self, task_id=None, version=None, force=False):
+        """After a committed write: a new generation for the task (its version) and for the list.
+
+        Returns False if Redis did not take it; the caller must remember that (store.py records
+        it in PostgreSQL) until a later bump succeeds, or older entries would be served.
+        `force` tries even while backing off after an error.
+        """
+        if not (force or self.available()):
+            return False
         try:
-            self.client.incr(GEN_KEY)
-            self._recovered()
+            self._generations(args=["bump", "" if task_id is None else task_id,
+                                    version or 0, GEN_TTL_S])
         except redis.RedisError as exc:
-            # Entries of the old generation may be served until they expire (CACHE_TTL).
             self._failed(exc)
+            return False
+        self._recovered()
+        return True
 
     def ping(self):
         """True if Redis answers now; ignores the back-off so health reports the truth."""

@@ -1,20 +1,77 @@
-"""Task rows: runs the SQL files through the pool, and invalidates the cache after each write."""
+"""Task rows: runs the SQL files through the pool, and invalidates the cache after each commit."""
+
+import contextlib
+import logging
 
 import psycopg
-from flask import current_app
+from flask import current_app, g
 from psycopg_pool import PoolTimeout
+
+from .resource import WRITABLE
+
+log = logging.getLogger(__name__)
+DEBTS_PER_PASS = 100
 
 
 def _run(name, **params):
-    """Run sql/<name>.sql with `params` on a pooled connection (one statement, one transaction)."""
+    """Run sql/<name>.sql with `params`: in the request's transaction if one is open, else on a
+    pooled connection of its own (one statement, one transaction)."""
     ext = current_app.extensions
+    if "transaction" in g:
+        return ext["queries"][name].run(g.transaction[0], params)
     with ext["pool"].connection() as conn:
         return ext["queries"][name].run(conn, params)
 
 
-def _invalidate():
-    """Start a new cache generation; called after a write has committed, never before."""
-    current_app.extensions["cache"].bump()
+@contextlib.contextmanager
+def transaction():
+    """Run everything the block sends through store in one transaction; the cache generations
+    its writes changed are bumped once it has committed (never before: a reader could refill
+    the cache from the old rows in between)."""
+    pending = []
+    with current_app.extensions["pool"].connection() as conn, conn.transaction():
+        g.transaction = (conn, pending)
+        try:
+            yield
+        finally:
+            del g.transaction
+    for task_id, version in pending:
+        _bump(task_id, version)
+
+
+def _invalidated(task_id, version):
+    """Task `task_id` now has `version` (None: only the list changed): bump after the commit."""
+    if "transaction" in g:
+        g.transaction[1].append((task_id, version))
+    else:
+        _bump(task_id, version)
+
+
+def _bump(task_id, version):
+    """Bump the generations in Redis, or record the debt in PostgreSQL until a worker pays it."""
+    cache = current_app.extensions["cache"]
+    if cache.bump(task_id, version):
+        return
+    cache.owes = True  # this worker reads nothing from Redis until the debt is paid
+    try:
+        _run("create_cache_debt", task_id=task_id, version=version)
+    except (PoolTimeout, psycopg.Error):
+        log.exception("could not record an unbumped cache generation (task %s)", task_id)
+
+
+def pay_cache_debts():
+    """Bump every generation a write could not bump (the janitor calls this); True when none
+    is left."""
+    cache = current_app.extensions["cache"]
+    debts = _run("list_cache_debts", limit=DEBTS_PER_PASS)
+    for debt in debts:
+        if not cache.bump(debt["task_id"], debt["version"], force=True):
+            return False
+        _run("delete_cache_debt", id=debt["id"])
+    if len(debts) < DEBTS_PER_PASS:
+        cache.owes = False
+        return True
+    return False
 
 
 def database_ok():
@@ -46,22 +103,22 @@ def list_tasks(limit, after, done):
 def create_task(fields):
     """Insert a task; returns the stored row."""
     row = _run("create_task", **fields)
-    _invalidate()
+    _invalidated(row["id"], row["version"])
     return row
 
 
 def update_task(task_id, fields, versions):
     """Apply `fields` (missing ones kept) if the version is in `versions` (None: any); row or None."""
-    params = {"title": None, "description": None, "done": None, **fields}
+    params = {**dict.fromkeys(f.name for f in WRITABLE), **fields}  # None: keep the value
     row = _run("update_task", id=task_id, versions=versions, **params)
     if row is not None:
-        _invalidate()
+        _invalidated(task_id, row["version"])
     return row
 
 
 def delete_task(task_id, versions):
     """Delete a task if the version is in `versions` (None: any); True if it was deleted."""
-    deleted = _run("delete_task", id=task_id, versions=versions) == 1
-    if deleted:
-        _invalidate()
-    return deleted
+    row = _run("delete_task", id=task_id, versions=versions)
+    if row is not None:
+        _invalidated(task_id, row["version"] + 1)  # the version it would have had next
+    return row is not None

@@ -3,6 +3,7 @@
 from flask import Blueprint, current_app, request, url_for
 
 from . import represent, store, validation
+from .cache import LIST
 from .errors import ApiError, answers
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
@@ -13,9 +14,9 @@ def _json(body, status=200, headers=None):
                                       mimetype="application/json")
 
 
-def _cached(key, loader):
-    """(Entry or None, hit) for `key` through the app's Redis read-through cache."""
-    return current_app.extensions["cache"].entry(key, loader)
+def _cached(scope, what, loader):
+    """(Entry or None, hit) for `what` in `scope` (a task id or LIST) through the app's cache."""
+    return current_app.extensions["cache"].entry(scope, what, loader)
 
 
 def _conditional(response, tag, hit):
@@ -67,8 +68,8 @@ def _page(params):
 def list_tasks():
     """A keyset page of tasks in id order."""
     params = validation.list_params(request.args)
-    key = "list:" + ":".join(f"{k}={v}" for k, v in params.items())
-    entry, hit = _cached(key, lambda: _page(params))
+    what = ":".join(f"{k}={v}" for k, v in params.items())
+    entry, hit = _cached(LIST, what, lambda: _page(params))
     response = _json(represent.page_body(entry, "redis-cache" if hit else "postgres"))
     if entry.next:
         response.headers["Link"] = f'<{entry.next}>; rel="next"'
@@ -90,7 +91,8 @@ def create_task():
 def get_task(raw_id):
     """One task; 304 when If-None-Match still matches."""
     task_id = validation.task_id(raw_id)
-    entry, hit = _cached(f"task:{task_id}", lambda: represent.task_entry(store.get_task(task_id)))
+    entry, hit = _cached(str(task_id), "task",
+                         lambda: represent.task_entry(store.get_task(task_id)))
     if entry is None:
         raise validation.no_such_task()
     return _conditional(_json(entry.body), entry.etag, hit)

@@ -79,7 +79,7 @@ def gunicorn(config):
 def db(config):
     """A connection to the test database, for checks behind the API's back; table emptied."""
     with psycopg.connect(config.DATABASE_URL, autocommit=True) as conn:
-        conn.execute("truncate tasks restart identity")
+        conn.execute("truncate tasks, cache_debts restart identity")
         yield conn
 
 

@@ -17,9 +17,17 @@ def make_app(config, **overrides):
 
 
 def close_app(app):
-    """Release the app's pool and Redis connections."""
+    """Stop the app's janitor, release its pool and Redis connections."""
+    app.extensions["janitor"].stop()
+    app.extensions["janitor"].join(5)
     app.extensions["pool"].close()
     app.extensions["redis"].close()
+
+
+def generations(rds, task_id=None):
+    """(the list's generation, task `task_id`'s) in the Redis that answers now."""
+    ns = f"tasks:{rds.info('server')['run_id']}:gen"
+    return tuple(int(rds.get(f"{ns}:{scope}") or 0) for scope in ("list", task_id))
 
 
 def access_log_line(log, request_id):

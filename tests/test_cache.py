@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from svc.cache import GEN_KEY, Cache, make_redis
+from helpers import generations
+from svc.cache import LIST, Cache, make_redis
 
 pytestmark = pytest.mark.app
 
@@ -34,7 +35,7 @@ def test_cache_entries_carry_a_ttl_and_a_namespace(client, rds, app):
     client.get("/api/tasks")
     keys = [k.decode() for k in rds.keys("*")]
     assert keys and all(k.startswith("tasks:") for k in keys)
-    entry = next(k for k in keys if k.startswith("tasks:app:"))
+    entry = next(k for k in keys if ":app:" in k)
     assert 0 < rds.ttl(entry) <= app.config["CACHE_TTL"]
 
 
@@ -77,15 +78,15 @@ def test_a_slow_reader_cannot_reinsert_data_older_than_a_write(config, rds):
         release.wait(5)
         return b"old"
 
-    reader = threading.Thread(target=cache.read_through, args=("k", 60, slow_old_loader))
+    reader = threading.Thread(target=cache.read_through, args=(LIST, "k", 60, slow_old_loader))
     reader.start()
     loaded.wait(5)
     cache.bump()  # the write commits while the slow reader still holds old data
     release.set()
     reader.join(5)
-    value, hit = cache.read_through("k", 60, lambda: b"new")
+    value, hit = cache.read_through(LIST, "k", 60, lambda: b"new")
     assert (value, hit) == (b"new", False)
-    assert cache.read_through("k", 60, lambda: b"unused") == (b"new", True)
+    assert cache.read_through(LIST, "k", 60, lambda: b"unused") == (b"new", True)
 
 
 def test_concurrent_misses_run_one_loader(config, rds):
@@ -97,7 +98,7 @@ def test_concurrent_misses_run_one_loader(config, rds):
         time.sleep(0.1)
         return b"value"
 
-    threads = [threading.Thread(target=lambda: results.append(cache.read_through("s", 60, loader)))
+    threads = [threading.Thread(target=lambda: results.append(cache.read_through(LIST, "s", 60, loader)))
                for _ in range(8)]
     for t in threads:
         t.start()
@@ -109,16 +110,33 @@ def test_concurrent_misses_run_one_loader(config, rds):
 
 def test_missing_values_are_not_cached(config, rds):
     cache = Cache(make_redis(config.REDIS_URL), ttl=60)
-    assert cache.read_through("none", 60, lambda: None) == (None, False)
-    assert cache.read_through("none", 60, lambda: b"now") == (b"now", False)
+    assert cache.read_through(LIST, "none", 60, lambda: None) == (None, False)
+    assert cache.read_through(LIST, "none", 60, lambda: b"now") == (b"now", False)
 
 
-def test_writes_bump_the_shared_generation(client, rds):
-    before = int(rds.get(GEN_KEY) or 0)
+def test_a_write_bumps_the_list_and_sets_the_task_generation_to_its_version(client, rds):
     task = client.post("/api/tasks", json={"title": "x"}).get_json()
+    list_gen, task_gen = generations(rds, task["id"])
+    assert task_gen == 1
     client.patch(f"/api/tasks/{task['id']}", json={"done": True})
     client.patch(f"/api/tasks/{task['id']}", json={"done": True}, headers={"If-Match": '"1-99"'})
-    assert int(rds.get(GEN_KEY)) == before + 2  # the refused write bumped nothing
+    assert generations(rds, task["id"]) == (list_gen + 1, 2)  # the refused write bumped nothing
+    client.delete(f"/api/tasks/{task['id']}")
+    assert generations(rds, task["id"]) == (list_gen + 2, 3)
+
+
+@pytest.mark.parametrize("write", ["put", "patch", "delete"])
+def test_a_write_to_one_task_leaves_the_others_cached(client, write):
+    a, b = (client.post("/api/tasks", json={"title": t}).get_json() for t in ("a", "b"))
+    for task in (a, b):
+        client.get(f"/api/tasks/{task['id']}")
+    assert WRITES[write](client, a).status_code in (200, 204)
+    assert client.get(f"/api/tasks/{b['id']}").headers["X-App-Cache"] == "HIT"
+    changed = client.get(f"/api/tasks/{a['id']}")
+    if write == "delete":
+        assert changed.status_code == 404
+    else:
+        assert changed.headers["X-App-Cache"] == "MISS" and changed.get_json()["version"] == 2
 
 
 def test_a_failing_loader_releases_its_fill_lock(config, rds):
@@ -128,6 +146,6 @@ def test_a_failing_loader_releases_its_fill_lock(config, rds):
         raise RuntimeError("database went away")
 
     with pytest.raises(RuntimeError, match="database went away"):
-        cache.read_through("f", 60, broken)
+        cache.read_through(LIST, "f", 60, broken)
     assert rds.keys("*:lock") == []
-    assert cache.read_through("f", 60, lambda: b"ok") == (b"ok", False)
+    assert cache.read_through(LIST, "f", 60, lambda: b"ok") == (b"ok", False)

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from helpers import generations
 from svc import cli, stack
 from svc.admin import seed, yoyo_url
 
@@ -24,10 +25,10 @@ def test_cli_migrate_and_seed_against_a_real_database(config, db, rds):
     assert run_cli("migrate", "apply", env=env).stdout.strip() == "applied 0 migration(s)"
     listed = run_cli("migrate", "list", env=env).stdout
     assert "applied  0001.create-tasks" in listed and "applied  0002.index-tasks-done" in listed
-    gen = int(rds.get("tasks:gen") or 0)
+    gen = generations(rds)[0]
     seeded = run_cli("seed", "--count", "5", "--if-empty", env=env)
     assert seeded.returncode == 0 and seeded.stdout.strip() == "inserted 5 task(s)"
-    assert int(rds.get("tasks:gen")) == gen + 1  # cached pages from before the seed are dropped
+    assert generations(rds)[0] == gen + 1  # cached pages from before the seed are dropped
     again = run_cli("seed", "--if-empty", env=env)
     assert again.returncode == 0 and "inserted 0 task(s)" in again.stdout
     assert db.execute("select count(*) from tasks").fetchone()[0] == 5

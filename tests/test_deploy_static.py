@@ -10,7 +10,10 @@ import pytest
 import yaml
 
 from svc import stack
+from svc.admin import MIGRATIONS_DIR
+from svc.cache import GENERATIONS
 from svc.config import Config
+from svc.db import SQL_DIR
 from svc.resource import MAX_BODY
 
 pytestmark = pytest.mark.static
@@ -129,6 +132,13 @@ def test_app_image_runs_gunicorn_with_the_repo_config_and_runtime_packages_only(
     requirements = (ROOT / "requirements.txt").read_text()
     runtime = requirements.split("# Tests")[0]
     assert "pytest" not in runtime and "testcontainers" not in runtime and "flask" in runtime
+
+
+def test_app_image_holds_every_file_the_app_reads_outside_svc():
+    app = stage("app")
+    for path in (GENERATIONS, SQL_DIR, MIGRATIONS_DIR):
+        relative = path.relative_to(ROOT).as_posix()
+        assert re.search(rf"^COPY {re.escape(relative)}/? ", app, re.M), relative
 
 
 def test_edge_image_fills_exactly_the_template_variables():

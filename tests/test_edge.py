@@ -142,10 +142,12 @@ def test_edge_hit_is_served_while_the_app_is_stopped(edge, request):
 
 
 def test_stale_micro_cache_entry_is_served_when_the_app_fails(edge, request):
-    url = f"/api/tasks/{new_task(edge)['id']}"
+    task = new_task(edge)
+    url = f"/api/tasks/{task['id']}"
     expected = call(edge, "GET", url)
     request.getfixturevalue("app_stopped")
-    redis.Redis.from_url(edge.redis_url).incr("tasks:gen")  # hide the edge entry
+    rds = redis.Redis.from_url(edge.redis_url)  # hide the edge entry: a newer generation
+    rds.incr(f"tasks:{rds.info('server')['run_id']}:gen:{task['id']}")
     time.sleep(MICRO)
     reply = call(edge, "GET", url)
     assert reply.status == 200 and reply.header("X-Cache-Status") == "STALE"

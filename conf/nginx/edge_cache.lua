@@ -1,11 +1,16 @@
 -- Shared edge cache in Redis for GET/HEAD of /api/tasks[/{id}] (edge server in nginx.conf).
 --
--- Key:   tasks:edge:<gen>:<request uri>, <gen> = the app's write counter tasks:gen (missing = 0).
+-- Key:   built by generations.lua, the script the app's cache runs too (one EVALSHA a lookup):
+--        under the generation of the task the URI names, or of the list for /api/tasks?...
 -- Value: "<status>\n<content-type>\n<etag>\n<body>", SET with EX $edge_ttl.
 -- The generation is read BEFORE fetching from the app, so a write racing with the fetch can
 -- only leave an entry under the old generation, which nobody reads any more.
 -- Redis errors/timeouts never fail the request: we fall through to the app (X-Edge-Cache: MISS).
 local M = {}
+
+-- Loaded once, in nginx's master (init_by_lua): the script's text and its SHA-1 for EVALSHA.
+local SCRIPT = assert(io.open(assert(package.searchpath("generations", package.path)))):read("*a")
+local SHA = ngx.sha1_bin(SCRIPT):gsub(".", function(c) return string.format("%02x", c:byte()) end)
 
 local TIMEOUT_MS = 100
 local DROP = { -- never copied from the app response: hop-by-hop, recomputed, or per request
@@ -23,17 +28,9 @@ local function connect()
     return sock
 end
 
--- Sends one command; returns the bulk/simple/integer reply as a string,
--- ngx.null for a nil bulk reply, or nil, err.
-local function call(sock, ...)
-    local n = select("#", ...)
-    local req = { "*", n, "\r\n" }
-    for i = 1, n do
-        local arg = tostring((select(i, ...)))
-        req[#req + 1] = "$" .. #arg .. "\r\n" .. arg .. "\r\n"
-    end
-    local ok, err = sock:send(req)
-    if not ok then return nil, err end
+-- Reads one reply: a bulk/simple/integer reply as a string, ngx.null for a nil bulk reply,
+-- an array (one level) as a table, or nil, err (an "-ERR ..." reply too).
+local function read_reply(sock)
     local line, err = sock:receive("*l")
     if not line then return nil, err end
     local kind, rest = line:sub(1, 1), line:sub(2)
@@ -43,10 +40,31 @@ local function call(sock, ...)
         local data, err = sock:receive(len + 2) -- payload + CRLF
         if not data then return nil, err end
         return data:sub(1, len)
+    elseif kind == "*" then -- the script's {key, entry}
+        local items = {}
+        for i = 1, tonumber(rest) do
+            local item, err = read_reply(sock)
+            if item == nil then return nil, err end
+            items[i] = item
+        end
+        return items
     elseif kind == "+" or kind == ":" then
         return rest
     end
-    return nil, "redis: " .. line -- "-ERR ..." or a type we never ask for
+    return nil, "redis: " .. line -- "-ERR ...", "-NOSCRIPT ..." or a type we never ask for
+end
+
+-- Sends one command and returns its reply (see read_reply).
+local function call(sock, ...)
+    local n = select("#", ...)
+    local req = { "*", n, "\r\n" }
+    for i = 1, n do
+        local arg = tostring((select(i, ...)))
+        req[#req + 1] = "$" .. #arg .. "\r\n" .. arg .. "\r\n"
+    end
+    local ok, err = sock:send(req)
+    if not ok then return nil, err end
+    return read_reply(sock)
 end
 
 -- Pool a healthy connection; a failed one may hold a half-read reply, so close it.
@@ -56,17 +74,23 @@ end
 
 -- Cache logic -------------------------------------------------------------------
 
+-- The generation scope of a URI: the task it names, or the list.
+local function scope(uri)
+    return uri:match("^/api/tasks/(%d+)$") or uri:match("^/api/tasks/(%d+)%?") or "list"
+end
+
 -- Returns the key for this request (nil if Redis is unusable) and the entry (nil on miss).
 local function lookup(uri)
     local sock = connect()
     if not sock then return nil end
-    local gen = call(sock, "GET", "tasks:gen")
-    if not gen then return release(sock, false) end
-    local key = "tasks:edge:" .. (gen == ngx.null and "0" or gen) .. ":" .. uri
-    local entry = call(sock, "GET", key)
-    release(sock, entry ~= nil)
-    if not entry then return nil end
-    return key, entry ~= ngx.null and entry or nil
+    local args = { "read", "edge", scope(uri), uri }
+    local reply, err = call(sock, "EVALSHA", SHA, 0, unpack(args))
+    if reply == nil and err and err:find("NOSCRIPT", 1, true) then -- Redis restarted: load it
+        reply = call(sock, "EVAL", SCRIPT, 0, unpack(args))
+    end
+    release(sock, reply ~= nil)
+    if type(reply) ~= "table" then return nil end
+    return reply[1], reply[2] ~= ngx.null and reply[2] or nil
 end
 
 local function store(key, value)

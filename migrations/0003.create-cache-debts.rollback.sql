@@ -1,0 +1,2 @@
+-- Drop the table of unpaid cache generations.
+drop table cache_debts;
