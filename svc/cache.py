@@ -58,7 +58,9 @@ class Cache:
         self.client = client
         self.ttl = ttl
         self._skip_until = 0.0
-        self.owes = False  # a bump failed here and is not paid yet: read nothing from Redis
+        # After a Redis error or a bump Redis did not take, this worker cannot vouch for what
+        # Redis holds: it reads nothing from it until the janitor has found no unpaid bump.
+        self.suspect = False
         self._unlock = client.register_script(UNLOCK)
         self._generations = client.register_script(GENERATIONS.read_text())
 
@@ -71,7 +73,7 @@ class Cache:
         stored where no reader looks after it.
         """
         try:
-            if self.available() and not self.owes:
+            if self.available() and not self.suspect:
                 key, value = self._generations(args=["read", "app", scope, what])
                 if value is not None:
                     return value, True
@@ -121,6 +123,7 @@ class Cache:
         `force` tries even while backing off after an error.
         """
         if not (force or self.available()):
+            self.suspect = True
             return False
         try:
             self._generations(args=["bump", "" if task_id is None else task_id,
@@ -146,6 +149,7 @@ class Cache:
         return time.monotonic() >= self._skip_until
 
     def _failed(self, exc):
+        self.suspect = True
         if self._skip_until == 0.0:  # log the first error of an outage, not one per request
             log.warning("redis unavailable, serving from PostgreSQL: %s", exc)
         self._skip_until = time.monotonic() + RETRY_AFTER_S

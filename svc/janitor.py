@@ -27,7 +27,7 @@ class Janitor(threading.Thread):
         cache = self.app.extensions["cache"]
         while not self._stopped.wait(TICK_S):
             ticks += 1
-            if not (cache.owes or ticks % SCAN_EVERY == 0):
+            if not (cache.suspect or ticks % SCAN_EVERY == 0):
                 continue
             with self.app.app_context():
                 try:

@@ -161,11 +161,15 @@ def stop_postgres(data_dir):
 
 # Redis -----------------------------------------------------------------------------------
 
-def start_redis(state_dir, port):
-    """Start a memory-only redis-server on 127.0.0.1:`port`; returns (URL, PID)."""
+def start_redis(state_dir, port, persistent=False):
+    """Start redis-server on 127.0.0.1:`port`, memory-only unless `persistent` (then every
+    write goes to an fsynced append-only file in `state_dir`, and a restart brings it all
+    back); returns (URL, PID)."""
     redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else [
+        "--appendonly", "no"]
     proc = _spawn([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no", "--dir", str(state_dir)], Path(state_dir) / "redis.log")
+                   *persistence, "--dir", str(state_dir)], Path(state_dir) / "redis.log")
     wait_for(lambda: proc.poll() is None and _port_open(port), f"redis-server on port {port}")
     return f"redis://127.0.0.1:{port}/0", proc.pid
 
@@ -230,8 +234,9 @@ class Stack:
 
     ORDER = ("postgres", "redis", "gunicorn", "nginx")  # start order; stopped in reverse
 
-    def __init__(self, state_dir=STACK_DIR, http_port=8080):
+    def __init__(self, state_dir=STACK_DIR, http_port=8080, persistent_redis=False):
         self.dir = Path(state_dir)
+        self.persistent_redis = persistent_redis  # the fault tests restart Redis with its data
         self.ports_file = self.dir / "ports.json"
         if self.ports_file.exists():  # a stack that is up keeps the ports it started with
             self.ports = json.loads(self.ports_file.read_text())
@@ -285,7 +290,7 @@ class Stack:
             start_postgres(self.dir / "postgres", self.ports["postgres"])
             return
         if name == "redis":
-            pid = start_redis(self.dir, self.ports["redis"])[1]
+            pid = start_redis(self.dir, self.ports["redis"], self.persistent_redis)[1]
         elif name == "gunicorn":
             pid = start_app(self.dir, self.ports["app"],
                             {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url})

@@ -52,11 +52,12 @@ def _bump(task_id, version):
     cache = current_app.extensions["cache"]
     if cache.bump(task_id, version):
         return
-    cache.owes = True  # this worker reads nothing from Redis until the debt is paid
     try:
         _run("create_cache_debt", task_id=task_id, version=version)
     except (PoolTimeout, psycopg.Error):
         log.exception("could not record an unbumped cache generation (task %s)", task_id)
+    # Again, now that the debt is visible: the janitor may have found none a moment ago.
+    cache.suspect = True
 
 
 def pay_cache_debts():
@@ -69,7 +70,7 @@ def pay_cache_debts():
             return False
         _run("delete_cache_debt", id=debt["id"])
     if len(debts) < DEBTS_PER_PASS:
-        cache.owes = False
+        cache.suspect = False
         return True
     return False
 

@@ -5,9 +5,15 @@ Fixtures live in conftest.py; the servers behind them in servers.py.
 
 import http.client
 import json
+import os
+import shutil
+import signal
 
 from svc import create_app
-from svc.stack import wait_for
+from svc.stack import stop_pid, wait_for
+
+# What can happen to Redis, each undone by restarting or resuming it (see redis_fault).
+REDIS_FAULTS = ("paused", "restarted empty", "restarted with its data")
 
 
 def make_app(config, **overrides):
@@ -28,6 +34,19 @@ def generations(rds, task_id=None):
     """(the list's generation, task `task_id`'s) in the Redis that answers now."""
     ns = f"tasks:{rds.info('server')['run_id']}:gen"
     return tuple(int(rds.get(f"{ns}:{scope}") or 0) for scope in ("list", task_id))
+
+
+def redis_fault(kind, pid, data_dir, restart):
+    """Begin fault `kind` on the Redis at `pid` (persistent, its files in `data_dir`); returns
+    the function that ends it: SIGCONT, or `restart()` after SIGKILL (with its files, or
+    without them for "restarted empty")."""
+    if kind == "paused":
+        os.kill(pid, signal.SIGSTOP)
+        return lambda: os.kill(pid, signal.SIGCONT)
+    stop_pid(pid, signal.SIGKILL)
+    if kind == "restarted empty":
+        shutil.rmtree(os.path.join(data_dir, "appendonlydir"), ignore_errors=True)
+    return restart
 
 
 def access_log_line(log, request_id):

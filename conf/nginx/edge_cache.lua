@@ -13,6 +13,10 @@ local SCRIPT = assert(io.open(assert(package.searchpath("generations", package.p
 local SHA = ngx.sha1_bin(SCRIPT):gsub(".", function(c) return string.format("%02x", c:byte()) end)
 
 local TIMEOUT_MS = 100
+-- After a Redis error this worker leaves Redis alone for a second: no timeout paid per request,
+-- and time for the app's janitors to bump the generations that writes meanwhile could not.
+local RETRY_AFTER_S = 1
+local skip_until = 0
 local DROP = { -- never copied from the app response: hop-by-hop, recomputed, or per request
     ["connection"] = true, ["keep-alive"] = true, ["transfer-encoding"] = true,
     ["content-length"] = true, ["x-request-id"] = true,
@@ -21,10 +25,14 @@ local DROP = { -- never copied from the app response: hop-by-hop, recomputed, or
 -- Minimal RESP client ----------------------------------------------------------
 
 local function connect()
+    if ngx.now() < skip_until then return nil end
     local sock = ngx.socket.tcp()
     sock:settimeouts(TIMEOUT_MS, TIMEOUT_MS, TIMEOUT_MS)
     local ok, err = sock:connect(ngx.var.redis_host, tonumber(ngx.var.redis_port))
-    if not ok then return nil, err end
+    if not ok then
+        skip_until = ngx.now() + RETRY_AFTER_S
+        return nil, err
+    end
     return sock
 end
 
@@ -67,9 +75,14 @@ local function call(sock, ...)
     return read_reply(sock)
 end
 
--- Pool a healthy connection; a failed one may hold a half-read reply, so close it.
+-- Pool a healthy connection; a failed one may hold a half-read reply, so close it and back off.
 local function release(sock, healthy)
-    if healthy then sock:setkeepalive(30000, 32) else sock:close() end
+    if healthy then
+        sock:setkeepalive(30000, 32)
+    else
+        sock:close()
+        skip_until = ngx.now() + RETRY_AFTER_S
+    end
 end
 
 -- Cache logic -------------------------------------------------------------------

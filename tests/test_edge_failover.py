@@ -1,0 +1,64 @@
+"""Redis paused, or killed and restarted empty or with its data, while a write is acknowledged:
+once nginx's micro-cache second has passed, its Redis edge cache serves nothing older.
+
+The app's own cache under the same faults: test_failover.py.
+"""
+
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from helpers import REDIS_FAULTS, call, new_task, redis_fault
+from svc.stack import Stack, free_port
+
+pytestmark = pytest.mark.stack
+
+MICRO = 2.1  # nginx counts the micro-cache's 1 s in whole seconds: an entry lives under 2 s
+
+
+@pytest.fixture(scope="module")
+def edge():
+    """A stack whose Redis keeps an append-only file, so it can come back with its data."""
+    stack = Stack(state_dir=Path(tempfile.mkdtemp(prefix="tasks-svc-failover-")),
+                  http_port=free_port(), persistent_redis=True)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+def edge_entries(stack, url):
+    """The edge entries for `url` in the current Redis's namespace."""
+    rds = redis.Redis.from_url(stack.redis_url)
+    try:
+        pattern = f"tasks:{rds.info('server')['run_id']}:edge:*"
+        return [key for key in rds.scan_iter(pattern) if key.endswith(url.encode())]
+    finally:
+        rds.close()
+
+
+@pytest.mark.parametrize("fault", REDIS_FAULTS)
+def test_the_edge_serves_nothing_older_than_a_write_acknowledged_while_redis_was_away(
+        edge, fault):
+    task = new_task(edge, title="old")
+    urls = [f"/api/tasks/{task['id']}", f"/api/tasks?after={task['id'] - 1}&limit=1"]
+    for url in urls:
+        assert call(edge, "GET", url).header("X-Edge-Cache") == "MISS"
+        assert edge_entries(edge, url), "the edge stored what it fetched"
+
+    end = redis_fault(fault, edge.pid("redis"), edge.dir, lambda: edge.start("redis"))
+    assert call(edge, "PATCH", urls[0], {"title": "new"}).status == 200
+    end()
+
+    time.sleep(MICRO)
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        item, page = (call(edge, "GET", url) for url in urls)
+        assert item.json()["title"] == "new", f"stale item ({fault})"
+        assert [t["title"] for t in page.json()["items"]] == ["new"], f"stale page ({fault})"
+        time.sleep(0.1)
+    assert all(edge_entries(edge, url) for url in urls), "the edge stores again"
