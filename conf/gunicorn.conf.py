@@ -2,6 +2,8 @@
 
 import multiprocessing
 import os
+import socket
+import time
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
@@ -19,3 +21,36 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 logger_class = "svc.logs.AccessLogger"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# A body the app rejects (413) is read and dropped up to this many bytes, so the connection
+# stays usable (svc/validation.py MAX_DRAIN); beyond it, close the connection and say so.
+MAX_DRAIN = 1024 * 1024
+
+
+LINGER_S = 1.0  # how long a closing connection's unread body is read and dropped
+
+
+def pre_request(worker, req):
+    """Announce Connection: close when the app will not read a too-long body to its end."""
+    length = next((v for h, v in req.headers if h == "CONTENT-LENGTH"), None)
+    if length is not None and length.isdigit() and int(length) > MAX_DRAIN:
+        req.must_close = True
+        req.linger = True
+
+
+def post_request(worker, req, environ, resp):
+    """Close such a connection the way nginx does (lingering close): end our side, then drop
+    what the client still sends for a moment, so that closing with unread data does not reset
+    the connection before the client has read its 413."""
+    sock = environ.get("gunicorn.socket")
+    if not getattr(req, "linger", False) or sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER_S
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(64 * 1024):
+                break
+    except OSError:
+        pass

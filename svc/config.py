@@ -19,6 +19,7 @@ class Config:
     DB_POOL_MAX: int = 10
     DB_POOL_TIMEOUT: float = 2.0
     LOG_LEVEL: str = "INFO"
+    IDEMPOTENCY_TTL: int = 86_400  # seconds an Idempotency-Key's response is kept
 
     @classmethod
     def from_env(cls, environ=None, **overrides):
@@ -46,5 +47,7 @@ class Config:
             raise ConfigError("CACHE_TTL must be at least 1 second")
         if not 1 <= self.DB_POOL_MIN <= self.DB_POOL_MAX:
             raise ConfigError("need 1 <= DB_POOL_MIN <= DB_POOL_MAX")
+        if self.IDEMPOTENCY_TTL < 1:
+            raise ConfigError("IDEMPOTENCY_TTL must be at least 1 second")
         if self.DB_POOL_TIMEOUT <= 0:
             raise ConfigError("DB_POOL_TIMEOUT must be positive")

@@ -14,7 +14,8 @@ HEADER = re.compile(r"-- name: (?P<name>[a-z_]+) :(?P<shape>[a-z]+)\n-- (?P<doc>
 # Every query the code runs; start-up fails if one is missing.
 REQUIRED = ("get_task", "list_tasks", "list_tasks_by_done", "create_task", "update_task",
             "delete_task", "seed_tasks", "ping_database", "create_cache_debt",
-            "list_cache_debts", "delete_cache_debt")
+            "list_cache_debts", "delete_cache_debt", "lock_idempotency_key",
+            "get_idempotency_key", "create_idempotency_key", "delete_expired_idempotency_keys")
 
 
 class SqlFileError(RuntimeError):

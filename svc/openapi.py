@@ -7,18 +7,20 @@ handler's @answers, its summary from the handler's docstring.
 from flask import Blueprint, current_app
 
 from .represent import dumps
-from .resource import INT64_MAX, LIST_PARAMS, MAX_BODY, TASK, WRITABLE
+from .resource import IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS, MAX_BODY, TASK, WRITABLE
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 
 PROBLEMS = {
     400: "Malformed JSON, empty body, not an object, invalid UTF-8, bad query parameters.",
     404: "No such task, or an id that is not a positive int64.",
-    409: "The change conflicts with a constraint.",
+    409: "The change conflicts with a constraint, or a request with the same Idempotency-Key "
+         "is still in progress (retry after Retry-After seconds).",
     412: "If-Match matches no current ETag of the task; nothing changed.",
     413: f"The body is over {MAX_BODY} bytes.",
     415: "The body is not application/json (UTF-8).",
-    422: "Wrong types, unknown or read-only fields, blank or too long text, NUL characters.",
+    422: "Wrong types, unknown or read-only fields, blank or too long text, NUL characters; or "
+         "an Idempotency-Key already used for another request.",
     503: "PostgreSQL is unreachable; retry after Retry-After seconds.",
 }
 
@@ -73,9 +75,23 @@ _IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string"},
              "description": 'Apply only if one of these ETags ("<id>-<version>", as sent in '
                             "ETag) is the task's current one, or *; any other value gets 412 "
                             "and nothing changes."}
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header",
+    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY},
+    "description": "Send a retry with the same key: the first response is replayed (with "
+                   "Idempotent-Replayed: true) and nothing is written twice. Kept for "
+                   "IDEMPOTENCY_TTL (24 h)."}
 _ID = {"name": "id", "in": "path", "required": True,
        "schema": {"type": "integer", "minimum": 1, "maximum": INT64_MAX},
        "description": "Anything that is not a positive int64 is answered with 404."}
+
+
+def _replayable(response):
+    """`response` that may also come as a replay of an earlier one with the same key."""
+    headers = {**response.get("headers", {}), "Idempotent-Replayed": {
+        "description": "true when this is the stored answer to an earlier request with the "
+                       "same Idempotency-Key.", "schema": {"enum": ["true"]}}}
+    return {**response, "headers": headers}
 
 
 def build(app):
@@ -85,6 +101,10 @@ def build(app):
         view = app.view_functions[endpoint]
         problems = {str(s): _ref("responses", f"Problem{s}")
                     for s in getattr(view, "problem_statuses", ())}
+        if getattr(view, "idempotent", False):
+            spec["parameters"] = [*spec.get("parameters", ()), _IDEMPOTENCY_KEY]
+            responses = {code: _replayable(r) if code.startswith("2") else r
+                         for code, r in responses.items()}
         summary = (view.__doc__ or "").strip().splitlines()[0]
         return {"operationId": view.__name__, "summary": summary, **spec,
                 "responses": {**responses, **problems}}

@@ -73,6 +73,10 @@ LIST_PARAMS = (
     Param("done", "boolean", "Only tasks that are done (true) or not (false)."),
 )
 
+# Idempotency-Key (POST, PATCH): 1..255 printable ASCII characters; no space at either end,
+# since HTTP strips it from a header value.
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$"
+
 # The largest schema-valid body is every text field at its maximum length in characters that
 # JSON escapes as a surrogate pair (12 bytes, \\uXXXX\\uXXXX): about 122,500 bytes. The limit
 # must admit it (a test proves it); nginx's client_max_body_size is the same number.

@@ -5,6 +5,7 @@ import logging
 
 import psycopg
 from flask import current_app, g
+from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
 from .resource import WRITABLE
@@ -73,6 +74,25 @@ def pay_cache_debts():
         cache.suspect = False
         return True
     return False
+
+
+def claim_idempotency_key(key, ttl):
+    """In the request's transaction: False if another request holds `key` right now, else its
+    stored response (a row) or None (it is this request's to answer and store)."""
+    if not _run("lock_idempotency_key", key=key)["locked"]:
+        return False
+    return _run("get_idempotency_key", key=key, ttl=ttl)
+
+
+def save_idempotent_response(key, fingerprint, status, headers, body):
+    """Store the response to `key` in the request's transaction, beside its write."""
+    _run("create_idempotency_key", key=key, fingerprint=fingerprint, status=status,
+         headers=Jsonb(headers), body=body)
+
+
+def delete_expired_idempotency_keys(ttl, limit=1000):
+    """Delete up to `limit` expired keys; how many went."""
+    return _run("delete_expired_idempotency_keys", ttl=ttl, limit=limit)
 
 
 def database_ok():

@@ -5,6 +5,7 @@ from flask import Blueprint, current_app, request, url_for
 from . import represent, store, validation
 from .cache import LIST
 from .errors import ApiError, answers
+from .idempotency import idempotent
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 
@@ -78,6 +79,7 @@ def list_tasks():
 
 @bp.post("")
 @answers(400, 409, 413, 415, 422, 503)
+@idempotent
 def create_task():
     """Create a task."""
     fields = validation.task_fields(validation.json_body(), partial=False)
@@ -107,6 +109,7 @@ def replace_task(raw_id):
 
 @bp.patch("/<raw_id>")
 @answers(400, 404, 409, 412, 413, 415, 422, 503)
+@idempotent
 def patch_task(raw_id):
     """Change some fields of a task."""
     return _update(raw_id, partial=True)

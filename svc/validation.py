@@ -3,13 +3,16 @@
 import json
 import re
 
-from flask import request
+from flask import g, request
 
 from .errors import ApiError, Invalid
-from .resource import DEFAULTS, INT64_MAX, LIST_PARAMS, MAX_BODY, TASK, WHITESPACE, WRITABLE
+from .resource import (DEFAULTS, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS, MAX_BODY, TASK,
+                       WHITESPACE, WRITABLE)
 
 ID = re.compile(r"[1-9][0-9]{0,18}")
 BLANK = re.compile(f"[{WHITESPACE}]*")
+KEY = re.compile(IDEMPOTENCY_KEY)
+MAX_DRAIN = 1024 * 1024  # the most of a rejected body read to keep its connection usable
 FIELDS = {f.name: f for f in TASK}
 WRITABLE_NAMES = ", ".join(f.name for f in WRITABLE)
 
@@ -20,6 +23,13 @@ def no_such_task():
 
 
 def _too_large():
+    """The 413, once what is left of the body is read and dropped (up to MAX_DRAIN bytes), so
+    that the connection can carry the client's next request. gunicorn closes a connection
+    whose Content-Length is larger, and says so (conf/gunicorn.conf.py pre_request)."""
+    if request.content_length is None or request.content_length <= MAX_DRAIN:
+        left = MAX_DRAIN
+        while left > 0 and (chunk := request.stream.read(min(left, 64 * 1024))):
+            left -= len(chunk)
     return ApiError(413, f"The body is larger than {MAX_BODY} bytes.")
 
 
@@ -41,16 +51,22 @@ def _no_duplicates(pairs):
     return dict(pairs)
 
 
+def idempotency_key():
+    """The request's Idempotency-Key, None without one, or 400 when it is malformed."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not KEY.fullmatch(key):
+        raise ApiError(400, "Idempotency-Key must be 1 to 255 printable ASCII characters.")
+    return key
+
+
 def json_body():
     """The request body as a JSON object; 413, 415 or 400 when it is not one."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise _too_large()
     if request.mimetype != "application/json":
         raise ApiError(415, "Send the body as Content-Type: application/json.")
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise ApiError(415, "The body must be UTF-8 encoded.")
-    raw = _read_body()
+    raw = raw_body()
     if not raw.strip():
         raise ApiError(400, "The body is empty; send a JSON object.")
     try:
@@ -66,8 +82,17 @@ def json_body():
     return data
 
 
+def raw_body():
+    """The body's bytes, read once (at most MAX_BODY of them), or 413."""
+    if "raw_body" not in g:
+        g.raw_body = _read_body()
+    return g.raw_body
+
+
 def _read_body():
     """Read at most MAX_BODY bytes, or 413: a chunked body has no Content-Length to check."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise _too_large()
     chunks, size = [], 0
     while size <= MAX_BODY:
         chunk = request.stream.read(MAX_BODY + 1 - size)

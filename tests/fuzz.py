@@ -26,8 +26,16 @@ CHECKS = "all"
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
+def st_env():
+    """The environment st runs in: our hooks module importable, and svc with it."""
+    tests = Path(__file__).resolve().parent
+    path = os.pathsep.join(filter(None, [str(tests), str(tests.parent),
+                                         os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks", "PYTHONPATH": path}
+
+
 def st_command(base_url, max_examples, seed=None):
-    """The schemathesis command line for the app at `base_url`."""
+    """The schemathesis command line for the app at `base_url` (run it with st_env())."""
     st = Path(sys.executable).with_name("st")
     cmd = [str(st), "--config-file", str(CONFIG), "run", f"{base_url}/api/openapi.json",
            "--checks", CHECKS,
@@ -60,7 +68,7 @@ def main():
                                                   "REDIS_URL": redis_url,
                                                   "GUNICORN_ACCESS_LOG": "/dev/null"}))
         return subprocess.run(st_command(f"http://127.0.0.1:{port}", opts.max_examples,
-                                         opts.seed)).returncode
+                                         opts.seed), env=st_env()).returncode
     finally:
         for pid in reversed(pids):
             stack.stop_pid(pid)

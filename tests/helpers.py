@@ -49,6 +49,21 @@ def redis_fault(kind, pid, data_dir, restart):
     return restart
 
 
+def post(base, key, title="once", timeout=10):
+    """POST a task to `base` with an Idempotency-Key: (status, body), or the exception it
+    raised."""
+    conn = http.client.HTTPConnection(base.removeprefix("http://"), timeout=timeout)
+    try:
+        conn.request("POST", "/api/tasks", body=json.dumps({"title": title}),
+                     headers={"Content-Type": "application/json", "Idempotency-Key": key})
+        response = conn.getresponse()
+        return response.status, response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        return exc
+    finally:
+        conn.close()
+
+
 def access_log_line(log, request_id):
     """gunicorn's JSON access line for `request_id`, waiting for it: it is written after the
     response has gone out."""

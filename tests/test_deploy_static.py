@@ -1,6 +1,7 @@
 """compose.yaml, the Dockerfile and the nginx template, checked without a Docker engine."""
 
 import re
+import runpy
 import subprocess
 from dataclasses import fields
 from pathlib import Path
@@ -15,6 +16,7 @@ from svc.cache import GENERATIONS
 from svc.config import Config
 from svc.db import SQL_DIR
 from svc.resource import MAX_BODY
+from svc.validation import MAX_DRAIN
 
 pytestmark = pytest.mark.static
 
@@ -200,3 +202,8 @@ def test_rendered_config_passes_nginx_t_with_the_compose_values(tmp_path):
 def test_app_services_build_the_app_target(service):
     assert SERVICES[service]["build"]["target"] == "app"
     assert SERVICES["nginx"]["build"]["target"] == "edge"
+
+
+def test_gunicorn_closes_exactly_the_connections_whose_rejected_body_the_app_will_not_drain():
+    conf = runpy.run_path(str(ROOT / "conf" / "gunicorn.conf.py"))
+    assert conf["MAX_DRAIN"] == MAX_DRAIN

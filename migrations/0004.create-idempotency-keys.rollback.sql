@@ -1,0 +1,2 @@
+-- Drop the stored responses of idempotent requests.
+drop table idempotency_keys;
