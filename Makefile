@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Debian packages the local servers come from (PostgreSQL, Redis, nginx with Lua).
 DEBS   := postgresql redis-server nginx libnginx-mod-http-lua
 
-.PHONY: test test-fast up down deps venv bench fuzz clean
+.PHONY: test test-fast up down deps venv bench fuzz chaos clean
 
 test: deps venv
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -53,6 +53,11 @@ bench: deps venv
 # schemathesis against the served OpenAPI document, every check (FUZZ_EXAMPLES per operation).
 fuzz: deps venv
 	$(PY) tests/fuzz.py --max-examples $${FUZZ_EXAMPLES:-300}
+
+# Mixed load through nginx while Redis, a worker and PostgreSQL fail; checks lost, doubled and
+# stale writes and 5xx (never part of make test: its short version is tests/test_chaos.py).
+chaos: deps venv
+	$(PY) tests/chaos.py
 
 clean: down
 	rm -rf .stack $(VENV) .pytest_cache
