@@ -239,3 +239,14 @@ def test_app_sees_the_real_client_address_once_and_ignores_spoofed_ones(edge):
 def test_server_header_hides_the_nginx_version(edge):
     assert call(edge, "GET", "/api/health").header("Server") == "nginx"
     assert call(edge, "GET", "/api/nothing").header("Server") == "nginx"
+
+
+def test_a_write_to_one_task_leaves_the_others_cached_at_the_edge(edge):
+    a, b = new_task(edge, "a"), new_task(edge, "b")
+    for task in (a, b):
+        call(edge, "GET", f"/api/tasks/{task['id']}")
+    assert call(edge, "PATCH", f"/api/tasks/{a['id']}", {"title": "a2"}).status == 200
+    time.sleep(MICRO)
+    assert call(edge, "GET", f"/api/tasks/{b['id']}").header("X-Edge-Cache") == "HIT"
+    changed = call(edge, "GET", f"/api/tasks/{a['id']}")
+    assert changed.header("X-Edge-Cache") == "MISS" and changed.json()["title"] == "a2"
