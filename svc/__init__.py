@@ -6,7 +6,7 @@ from dataclasses import asdict
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import db, errors, health, logs, openapi, represent, tasks
+from . import cursor, db, errors, health, logs, openapi, represent, tasks
 from .cache import Cache, make_redis
 from .config import Config
 
@@ -30,6 +30,7 @@ def create_app(test_config=None):
         pool=pool,
         redis=redis_client,
         cache=Cache(redis_client, config.CACHE_TTL),
+        cursor_key=cursor.key(config),
     )
     atexit.register(pool.close)
 

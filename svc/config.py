@@ -19,6 +19,8 @@ class Config:
     DB_POOL_MAX: int = 10
     DB_POOL_TIMEOUT: float = 2.0
     LOG_LEVEL: str = "INFO"
+    # Signs list cursors; the same on every app node. Empty: derived from DATABASE_URL.
+    CURSOR_SECRET: str = ""
 
     @classmethod
     def from_env(cls, environ=None, **overrides):

@@ -7,7 +7,7 @@ handler's @answers, its summary from the handler's docstring.
 from flask import Blueprint, current_app
 
 from .represent import dumps
-from .resource import INT64_MAX, LIST_PARAMS, MAX_BODY, TASK, WRITABLE
+from .resource import INT64_MAX, LIST_PARAMS, MAX_BODY, PREFER_COUNT, TASK, WRITABLE
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 
@@ -48,6 +48,11 @@ def _param_schema(param):
     """JSON Schema of one list query parameter, as the query string spells it."""
     if param.type == "boolean":
         return {"type": "string", "enum": ["true", "false"]}
+    if param.type == "order":
+        return {"type": "string", "enum": list(param.values), "default": param.default}
+    if param.type == "string":
+        return {"type": "string", "minLength": 1, "maxLength": param.max_length,
+                "pattern": param.pattern}
     schema = {"type": "integer", "minimum": param.minimum, "maximum": param.maximum}
     if param.default is not None:
         schema["default"] = param.default
@@ -66,6 +71,17 @@ def _body_schema(required, min_properties=0):
 
 _TASK_OK = {"description": "The task.", "headers": {"ETag": _ref("headers", "ETag")},
             "content": _json_content(_ref("schemas", "Task"))}
+_APPLIED = {"schema": {"type": "string"},
+            "description": "The preferences of Prefer that shaped this response (RFC 7240)."}
+
+
+def _prefer(*preferences):
+    """The Prefer request header, with the preferences this operation applies."""
+    return {"name": "Prefer", "in": "header", "schema": {"type": "string"},
+            "description": f"RFC 7240 preferences; this operation applies {' and '.join(preferences)}"
+                           " and ignores any other.", "examples": {
+                p: {"value": p} for p in preferences}}
+
 _CACHED = {"ETag": _ref("headers", "ETag"), "X-App-Cache": _ref("headers", "XAppCache")}
 _IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "schema": {"type": "string"},
                   "description": "ETags you hold; 304 if one is still current."}
@@ -100,12 +116,17 @@ def build(app):
             "get": op("tasks.list_tasks", {
                 "200": {"description": "A page; `next` is null on the last page.",
                         "headers": {**_CACHED, "Link": {"description": '<next>; rel="next"',
-                                                        "schema": {"type": "string"}}},
+                                                        "schema": {"type": "string"}},
+                                    "X-Total-Count": {
+                                        "description": f"With Prefer: {PREFER_COUNT}: how "
+                                                       "many tasks match, on all pages.",
+                                        "schema": {"type": "integer", "minimum": 0}},
+                                    "Preference-Applied": _APPLIED},
                         "content": _json_content(_ref("schemas", "Page"))},
                 "304": {"description": "Not modified."}},
                 parameters=[{"name": p.name, "in": "query", "description": p.doc,
                              "schema": _param_schema(p)} for p in LIST_PARAMS]
-                + [_IF_NONE_MATCH]),
+                + [_IF_NONE_MATCH, _prefer(PREFER_COUNT)]),
             "post": op("tasks.create_task", {
                 "201": {**_TASK_OK, "headers": {
                     "ETag": _ref("headers", "ETag"),

@@ -1,9 +1,12 @@
 """The /api/tasks resource: thin handlers over validation, store, the cache and represent."""
 
+from urllib.parse import urlencode
+
 from flask import Blueprint, current_app, request, url_for
 
-from . import represent, store, validation
+from . import cursor, represent, store, validation
 from .errors import ApiError, answers
+from .resource import PREFER_COUNT
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 
@@ -53,25 +56,48 @@ def _not_done(task_id):
     return validation.no_such_task()
 
 
-def _page(params):
-    """Load one list page and build its cache entry, with the URL of the page after it."""
-    rows, after = store.list_tasks(**params)
+def _page(params, position, counted):
+    """Load one list page and build its cache entry: the URL of the page after it, and the total
+    of matching tasks if `counted`."""
+    rows, last = store.list_tasks(params["limit"], params["done"], params["q"], params["order"],
+                                  position)
+    total = store.count_tasks(params["done"], params["q"]) if counted else None
     next_url = None
-    if after is not None:
-        next_url = url_for(".list_tasks", **validation.query_args({**params, "after": after}))
-    return represent.page_entry(rows, next_url)
+    if last is not None:
+        past = validation.query_args({**params, **_past(params, last)})
+        next_url = url_for(".list_tasks", **past)
+    return represent.page_entry(rows, next_url, total)
+
+
+def _past(params, row):
+    """The position just past `row`: after=<id> in id order, else a signed cursor of the row's
+    sort value and id."""
+    order = params["order"]
+    field = order.partition(".")[0]
+    if field == "id":
+        return {"after": row["id"], "cursor": None}
+    value = represent.task(row)[field]
+    key = current_app.extensions["cursor_key"]
+    return {"after": None, "cursor": cursor.encode(key, order, value, row["id"])}
 
 
 @bp.get("")
 @answers(400, 503)
 def list_tasks():
-    """A keyset page of tasks in id order."""
+    """A keyset page of tasks: filtered, searched, in any order; counted if asked."""
     params = validation.list_params(request.args)
-    key = "list:" + ":".join(f"{k}={v}" for k, v in params.items())
-    entry, hit = _cached(key, lambda: _page(params))
+    position = validation.position(params)
+    counted = PREFER_COUNT in validation.preferences()
+    key = "page?" + urlencode(sorted({**validation.query_args(params),
+                                      "prefer": "count" if counted else ""}.items()))
+    entry, hit = _cached(key, lambda: _page(params, position, counted))
     response = _json(represent.page_body(entry, "redis-cache" if hit else "postgres"))
+    response.vary.add("Prefer")
     if entry.next:
         response.headers["Link"] = f'<{entry.next}>; rel="next"'
+    if counted:
+        response.headers["X-Total-Count"] = str(entry.total)
+        response.headers["Preference-Applied"] = PREFER_COUNT
     return _conditional(response, entry.etag, hit)
 
 
@@ -90,7 +116,7 @@ def create_task():
 def get_task(raw_id):
     """One task; 304 when If-None-Match still matches."""
     task_id = validation.task_id(raw_id)
-    entry, hit = _cached(f"task:{task_id}", lambda: represent.task_entry(store.get_task(task_id)))
+    entry, hit = _cached(f"item:{task_id}", lambda: represent.task_entry(store.get_task(task_id)))
     if entry is None:
         raise validation.no_such_task()
     return _conditional(_json(entry.body), entry.etag, hit)

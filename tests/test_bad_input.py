@@ -124,3 +124,25 @@ def test_bad_list_query_is_400(client, query):
     response = client.get(f"/api/tasks?{query}")
     assert response.status_code == 400
     assert response.headers["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("query, says", [
+    ("order=priority.asc", "order: unknown field 'priority'"),
+    ("order=title", "order: give the direction"),
+    ("order=title.", "order: give the direction"),
+    ("order=title.up", "order: give the direction"),
+    ("order=", "order: unknown field ''"),
+    ("order=title.asc&after=5", "after pages id order only"),
+    ("after=5&cursor=abc", "Give after or cursor"),
+    ("q=", "q must be 1 to 200 characters"),
+    ("q=%20%09", "q must be 1 to 200 characters"),
+    ("q=a%00b", "q must be 1 to 200 characters"),
+    ("q=" + "x" * 201, "q must be 1 to 200 characters"),
+    ("cursor=***", "cursor must be"),
+    ("cursor=" + "A" * 2049, "cursor must be"),
+    ("order=title.asc&cursor=abc", "cursor is not a cursor this service issued"),
+])
+def test_bad_order_search_or_cursor_is_a_400_that_names_the_parameter(client, query, says):
+    response = client.get(f"/api/tasks?{query}")
+    assert response.status_code == 400
+    assert says in response.get_json()["detail"]
