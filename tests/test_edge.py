@@ -237,3 +237,26 @@ def test_app_sees_the_real_client_address_once_and_ignores_spoofed_ones(edge):
 def test_server_header_hides_the_nginx_version(edge):
     assert call(edge, "GET", "/api/health").header("Server") == "nginx"
     assert call(edge, "GET", "/api/nothing").header("Server") == "nginx"
+
+
+def test_counted_and_plain_pages_never_stand_in_for_each_other_in_nginx(edge):
+    word = f"counted{time.monotonic_ns()}"  # a URL no other test asks for
+    new_task(edge, f"edge {word}")
+    url = f"/api/tasks?order=title.desc&limit=3&q={word}"
+    counted = {"Prefer": "count=exact"}
+    plain = call(edge, "GET", url)
+    assert plain.header("X-Total-Count") is None and "Prefer" in plain.header("Vary")
+    first = call(edge, "GET", url, headers=counted)  # not the plain page's micro-cache entry
+    assert first.header("X-Cache-Status") == "MISS" and first.header("X-Total-Count") == "1"
+    assert first.header("Preference-Applied") == "count=exact"
+    again = call(edge, "GET", url, headers=counted)
+    assert again.header("X-Cache-Status") == "HIT"
+    assert again.header("X-Total-Count") == first.header("X-Total-Count")
+    assert call(edge, "GET", url).header("X-Total-Count") is None
+    time.sleep(MICRO)
+    # The Redis edge keeps no X-Total-Count: a counted page goes past it, a plain one hits it.
+    assert call(edge, "GET", url).header("X-Edge-Cache") == "HIT"
+    from_app = call(edge, "GET", url, headers=counted)
+    assert from_app.header("X-Edge-Cache") == "BYPASS"
+    assert from_app.header("X-Total-Count") == first.header("X-Total-Count")
+
