@@ -14,8 +14,8 @@ SHAPES = ("one", "many", "exec", "execrows")
 RECONNECT_TIMEOUT = 5.0
 HEADER = re.compile(r"-- name: (?P<name>[a-z_]+) :(?P<shape>[a-z]+)\n-- (?P<doc>\S.*)\n")
 # Every query the code runs; start-up fails if one is missing.
-REQUIRED = ("get_task", "list_tasks", "count_tasks", "create_task", "update_task",
-            "delete_task", "seed_tasks", "ping_database")
+REQUIRED = ("get_task", "list_tasks", "count_tasks", "create_task", "create_tasks",
+            "update_task", "delete_task", "seed_tasks", "ping_database")
 SLOT = re.compile(r"[a-z_]+")
 
 

@@ -95,10 +95,14 @@ LIST_PARAMS = (
           "`next` URL says. Opaque and signed: an altered cursor is refused with 400.",
           max_length=2048, pattern=CURSOR_PATTERN),
 )
-# The preference (RFC 7240 Prefer header) the list applies.
-PREFER_COUNT = "count=exact"  # X-Total-Count: the matching tasks on all pages
+# The preferences (RFC 7240 Prefer header) the service applies, by the requests they change.
+PREFER_COUNT = "count=exact"  # GET /api/tasks: X-Total-Count, the matching tasks on all pages
+PREFER_MINIMAL = "return=minimal"  # POST, PUT, PATCH: no body, the task's Location and ETag
 
-# The largest schema-valid body is every text field at its maximum length in characters that
-# JSON escapes as a surrogate pair (12 bytes, \\uXXXX\\uXXXX): about 122,500 bytes. The limit
-# must admit it (a test proves it); nginx's client_max_body_size is the same number.
-MAX_BODY = 128 * 1024
+# A bulk create (a JSON array body) holds 1..BULK_MAX tasks.
+BULK_MAX = 1000
+# The largest schema-valid single task is every text field at its maximum length in characters
+# that JSON escapes as a surrogate pair (12 bytes, \\uXXXX\\uXXXX): about 122,500 bytes. A bulk
+# body of BULK_MAX tasks may be larger still: the limit is 1 MiB whatever the body holds (a test
+# proves the largest single task fits). nginx's client_max_body_size is the same number.
+MAX_BODY = 1024 * 1024

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, request, url_for
 
 from . import cursor, represent, store, validation
 from .errors import ApiError, answers
-from .resource import PREFER_COUNT
+from .resource import PREFER_COUNT, PREFER_MINIMAL
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 
@@ -28,8 +28,28 @@ def _conditional(response, tag, hit):
     return response.make_conditional(request)
 
 
-def _task_response(row, status=200, headers=None):
-    headers = {"ETag": represent.etag(row), **(headers or {})}
+def _no_body(status, headers):
+    """A response without a body, nor a Content-Type for one."""
+    response = current_app.response_class(status=status, headers=headers)
+    del response.headers["Content-Type"]
+    return response
+
+
+def _minimal():
+    """True if the client prefers return=minimal (RFC 7240)."""
+    return PREFER_MINIMAL in validation.preferences()
+
+
+def _written(row, status):
+    """A written task with its ETag (and Location when created), or, if the client prefers
+    return=minimal, no body: 201 stays 201, 200 becomes 204, both with Location and ETag."""
+    headers = {"ETag": represent.etag(row)}
+    location = url_for(".get_task", raw_id=row["id"])
+    if _minimal():
+        headers.update(Location=location, **{"Preference-Applied": PREFER_MINIMAL})
+        return _no_body(204 if status == 200 else status, headers)
+    if status == 201:
+        headers["Location"] = location
     return _json(represent.dumps(represent.task(row)), status, headers)
 
 
@@ -104,11 +124,15 @@ def list_tasks():
 @bp.post("")
 @answers(400, 409, 413, 415, 422, 503)
 def create_task():
-    """Create a task."""
-    fields = validation.task_fields(validation.json_body(), partial=False)
-    row = store.create_task(fields)
-    location = url_for(".get_task", raw_id=row["id"])
-    return _task_response(row, 201, {"Location": location})
+    """Create a task, or several from an array (in one transaction: all or none)."""
+    data = validation.json_body(array=True)
+    tasks = validation.new_tasks(data)
+    if isinstance(data, dict):
+        return _written(store.create_task(tasks[0]), 201)
+    rows = store.create_tasks(tasks)
+    if _minimal():  # no body, and no one Location for many tasks: ask for them if you need ids
+        return _no_body(201, {"Preference-Applied": PREFER_MINIMAL})
+    return _json(represent.dumps([represent.task(r) for r in rows]), 201)
 
 
 @bp.get("/<raw_id>")
@@ -142,7 +166,7 @@ def _update(raw_id, partial):
     row = store.update_task(task_id, fields, _if_match_versions(task_id))
     if row is None:
         raise _not_done(task_id)
-    return _task_response(row)
+    return _written(row, 200)
 
 
 @bp.delete("/<raw_id>")

@@ -7,8 +7,8 @@ from flask import current_app, request
 
 from . import cursor
 from .errors import ApiError, Invalid
-from .resource import (DEFAULTS, DIRECTIONS, INT64_MAX, LIST_PARAMS, MAX_BODY, NOT_BLANK, TASK,
-                       WHITESPACE, WRITABLE)
+from .resource import (BULK_MAX, DEFAULTS, DIRECTIONS, INT64_MAX, LIST_PARAMS, MAX_BODY, NOT_BLANK,
+                       TASK, WHITESPACE, WRITABLE)
 
 ID = re.compile(r"[1-9][0-9]{0,18}")
 BLANK = re.compile(f"[{WHITESPACE}]*")
@@ -43,8 +43,9 @@ def _no_duplicates(pairs):
     return dict(pairs)
 
 
-def json_body():
-    """The request body as a JSON object; 413, 415 or 400 when it is not one."""
+def json_body(array=False):
+    """The request body as a JSON object (or, with `array`, an array); 413, 415 or 400 when it
+    is not one."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _too_large()
     if request.mimetype != "application/json":
@@ -63,8 +64,9 @@ def json_body():
         data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"The body is not valid JSON: {_short(exc)}.") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "The body must be a JSON object.")
+    if not isinstance(data, (dict, list) if array else dict):
+        raise ApiError(400, "The body must be a JSON object" + (" or an array of them." if array
+                                                                 else "."))
     return data
 
 
@@ -112,6 +114,28 @@ def task_fields(data, partial):
     if errors:
         raise Invalid(errors)
     return clean
+
+
+def new_tasks(data):
+    """A create body's tasks: [fields] for one object, a list of them for an array of 1..BULK_MAX
+    objects; 422 naming each bad element's index and field ("[3].title")."""
+    if isinstance(data, dict):
+        return [task_fields(data, partial=False)]
+    if not 1 <= len(data) <= BULK_MAX:
+        raise Invalid([("body", f"give 1 to {BULK_MAX} tasks, not {len(data)}")],
+                      f"A bulk create holds 1 to {BULK_MAX} tasks; this one has {len(data)}.")
+    tasks, errors = [], []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            errors.append((f"[{index}]", "must be a JSON object (a task)"))
+            continue
+        try:
+            tasks.append(task_fields(item, partial=False))
+        except Invalid as exc:
+            errors += [(f"[{index}].{e['field']}", e["message"]) for e in exc.errors]
+    if errors:
+        raise Invalid(errors, "Some tasks have invalid fields; none was created.")
+    return tasks
 
 
 def _check(field, value):

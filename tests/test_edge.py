@@ -260,3 +260,8 @@ def test_counted_and_plain_pages_never_stand_in_for_each_other_in_nginx(edge):
     assert from_app.header("X-Edge-Cache") == "BYPASS"
     assert from_app.header("X-Total-Count") == first.header("X-Total-Count")
 
+
+def test_a_bulk_create_of_the_most_tasks_passes_nginx(edge):
+    reply = call(edge, "POST", "/api/tasks", json.dumps([{"title": "bulk"}] * 1000),
+                 headers={"Content-Type": "application/json"})
+    assert reply.status == 201 and len(reply.json()) == 1000

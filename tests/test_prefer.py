@@ -1,10 +1,11 @@
-"""The Prefer header (RFC 7240): count=exact on the list."""
+"""The Prefer header (RFC 7240): count=exact on the list, return=minimal on writes."""
 
 import pytest
 
 pytestmark = pytest.mark.app
 
 COUNT = {"Prefer": "count=exact"}
+MINIMAL = {"Prefer": "return=minimal"}
 
 
 def create(client, title="a task", done=False):
@@ -54,3 +55,34 @@ def test_counted_and_plain_pages_are_cached_apart(client):
     create(client)
     fresh = client.get("/api/tasks", headers=COUNT)
     assert fresh.headers["X-App-Cache"] == "MISS" and fresh.headers["X-Total-Count"] == "2"
+
+
+def test_return_minimal_create_is_201_with_location_and_etag_and_no_body(client):
+    response = client.post("/api/tasks", json={"title": "quiet"}, headers=MINIMAL)
+    assert response.status_code == 201 and response.data == b""
+    assert response.headers["Preference-Applied"] == "return=minimal"
+    assert "Content-Type" not in response.headers
+    stored = client.get(response.headers["Location"])
+    assert stored.get_json()["title"] == "quiet"
+    assert response.headers["ETag"] == stored.headers["ETag"]
+
+
+@pytest.mark.parametrize("method, body", [("put", {"title": "new"}), ("patch", {"done": True})])
+def test_return_minimal_update_is_204_with_the_new_etag(client, method, body):
+    task = create(client)
+    url = f"/api/tasks/{task['id']}"
+    response = getattr(client, method)(url, json=body, headers=MINIMAL)
+    assert response.status_code == 204 and response.data == b""
+    assert response.headers["Preference-Applied"] == "return=minimal"
+    assert response.headers["ETag"] == f'"{task["id"]}-2"'
+    assert response.headers["Location"] == url
+    assert client.get(url).get_json()["version"] == 2
+
+
+def test_the_default_is_the_representation(client):
+    response = client.post("/api/tasks", json={"title": "loud"},
+                           headers={"Prefer": "return=representation"})
+    assert response.status_code == 201 and response.get_json()["title"] == "loud"
+    assert "Preference-Applied" not in response.headers
+    patched = client.patch(response.headers["Location"], json={"done": True})
+    assert patched.status_code == 200 and patched.get_json()["done"] is True

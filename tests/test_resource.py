@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from svc.resource import LIST_PARAMS, MAX_BODY, NOT_BLANK, ORDER, TASK, WHITESPACE, WRITABLE
+from svc.resource import (BULK_MAX, LIST_PARAMS, MAX_BODY, NOT_BLANK, ORDER, TASK, WHITESPACE,
+                          WRITABLE)
 
 pytestmark = pytest.mark.app
 
@@ -66,3 +67,11 @@ def test_the_openapi_list_parameters_are_the_declared_ones(client):
     assert params["q"]["schema"]["maxLength"] == q.max_length == 200
     assert params["q"]["schema"]["pattern"] == NOT_BLANK
 
+
+def test_the_openapi_create_body_is_one_task_or_an_array_of_them(client):
+    doc = client.get("/api/openapi.json").get_json()
+    body = doc["paths"]["/api/tasks"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["oneOf"] == [{"$ref": "#/components/schemas/TaskCreate"},
+                                       {"$ref": "#/components/schemas/TaskBulk"}]
+    bulk = doc["components"]["schemas"]["TaskBulk"]
+    assert (bulk["minItems"], bulk["maxItems"]) == (1, BULK_MAX)
