@@ -164,6 +164,10 @@ def build(app):
         "/api/openapi.json": {"get": op("openapi.openapi", {
             "200": {"description": "OpenAPI 3.1.",
                     "content": _json_content({"type": "object"})}})},
+        "/api/docs": {"get": op("docs.docs", {
+            "200": {"description": "Swagger UI for this document; its assets are under "
+                                   "/api/docs/.",
+                    "content": {"text/html": {"schema": {"type": "string"}}}}})},
     }
     used = sorted({int(code) for item in paths.values() for key, operation in item.items()
                    if key != "parameters" for code in operation["responses"]
