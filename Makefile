@@ -3,8 +3,9 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# Debian packages the local servers come from (PostgreSQL, Redis, nginx with Lua).
-DEBS   := postgresql redis-server nginx libnginx-mod-http-lua
+# Debian packages the local servers come from (PostgreSQL, Redis, nginx with Lua), and the
+# browser of tests/test_docs_browser.py (chromium: ~360 MB installed, ~20 s to install).
+DEBS   := postgresql redis-server nginx libnginx-mod-http-lua chromium
 
 .PHONY: test test-fast up down deps venv bench fuzz chaos clean
 

@@ -24,7 +24,7 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 # A body the app rejects (413) is read and dropped up to this many bytes, so the connection
 # stays usable (svc/validation.py MAX_DRAIN); beyond it, close the connection and say so.
-MAX_DRAIN = 1024 * 1024
+MAX_DRAIN = 2 * 1024 * 1024
 
 
 LINGER_S = 1.0  # how long a closing connection's unread body is read and dropped

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import db, errors, health, logs, openapi, represent, tasks
+from . import cursor, db, docs, errors, health, logs, openapi, represent, tasks
 from .cache import Cache, make_redis
 from .config import Config
 from .janitor import Janitor
@@ -31,13 +31,14 @@ def create_app(test_config=None):
         pool=pool,
         redis=redis_client,
         cache=Cache(redis_client, config.CACHE_TTL),
+        cursor_key=cursor.key(config),
     )
     atexit.register(pool.close)
 
     app.before_request(logs.assign_request_id)
     app.after_request(logs.echo_request_id)
     errors.init_app(app)
-    for blueprint in (tasks.bp, health.bp, openapi.bp):
+    for blueprint in (tasks.bp, health.bp, openapi.bp, docs.bp):
         app.register_blueprint(blueprint)
     app.extensions["openapi"] = represent.dumps(openapi.build(app))
     app.extensions["janitor"] = janitor = Janitor(app)

@@ -25,22 +25,26 @@ UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del',
 
 
 class Entry(NamedTuple):
-    """What the cache holds for one response: its ETag, its body and, for a page, the next URL."""
+    """What the cache holds for one response: its ETag, its body and, for a page, the next URL
+    and the total of matching tasks (when counted)."""
 
     etag: str
     body: bytes
     next: str | None = None
+    total: int | None = None
 
     def pack(self):
-        """The bytes stored in Redis: two header lines, then the body (ETags and URLs hold no
+        """The bytes stored in Redis: three header lines, then the body (ETags and URLs hold no
         newline)."""
-        return b"\n".join((self.etag.encode(), (self.next or "").encode(), self.body))
+        total = b"" if self.total is None else str(self.total).encode()
+        return b"\n".join((self.etag.encode(), (self.next or "").encode(), total, self.body))
 
     @classmethod
     def unpack(cls, value):
         """The Entry that `pack` stored."""
-        etag, next_url, body = value.split(b"\n", 2)
-        return cls(etag.decode(), body, next_url.decode() or None)
+        etag, next_url, total, body = value.split(b"\n", 3)
+        return cls(etag.decode(), body, next_url.decode() or None,
+                   int(total) if total else None)
 
 
 def make_redis(url):

@@ -20,6 +20,8 @@ class Config:
     DB_POOL_TIMEOUT: float = 2.0
     LOG_LEVEL: str = "INFO"
     IDEMPOTENCY_TTL: int = 86_400  # seconds an Idempotency-Key's response is kept
+    # Signs list cursors; the same on every app node. Empty: derived from DATABASE_URL.
+    CURSOR_SECRET: str = ""
 
     @classmethod
     def from_env(cls, environ=None, **overrides):

@@ -1,9 +1,11 @@
 """The SQL files in sql/ and the psycopg connection pool that runs them."""
 
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -12,10 +14,11 @@ SHAPES = ("one", "many", "exec", "execrows")
 RECONNECT_TIMEOUT = 5.0
 HEADER = re.compile(r"-- name: (?P<name>[a-z_]+) :(?P<shape>[a-z]+)\n-- (?P<doc>\S.*)\n")
 # Every query the code runs; start-up fails if one is missing.
-REQUIRED = ("get_task", "list_tasks", "list_tasks_by_done", "create_task", "update_task",
-            "delete_task", "seed_tasks", "ping_database", "create_cache_debt",
+REQUIRED = ("get_task", "list_tasks", "count_tasks", "create_task", "create_tasks",
+            "update_task", "delete_task", "seed_tasks", "ping_database", "create_cache_debt",
             "list_cache_debts", "delete_cache_debt", "lock_idempotency_key",
             "get_idempotency_key", "create_idempotency_key", "delete_expired_idempotency_keys")
+SLOT = re.compile(r"[a-z_]+")
 
 
 class SqlFileError(RuntimeError):
@@ -24,16 +27,26 @@ class SqlFileError(RuntimeError):
 
 @dataclass(frozen=True)
 class Query:
-    """One statement from sql/<name>.sql and the shape of its result."""
+    """One statement from sql/<name>.sql and the shape of its result; `slots` are the names of
+    its {identifier} slots (psycopg.sql), which the caller fills from a whitelist."""
 
     name: str
     shape: str
     doc: str
     text: str
+    slots: frozenset = frozenset()
 
-    def run(self, conn, params=None):
-        """Execute on `conn`: a dict or None (:one), a list (:many), None (:exec) or a row count."""
-        cur = conn.execute(self.text, params or {})
+    def run(self, conn, params=None, slots=None, prepare=None):
+        """Execute on `conn`: a dict or None (:one), a list (:many), None (:exec) or a row count.
+
+        `slots` maps each slot to a psycopg.sql.Composable; prepare=False plans the statement
+        for these very values (psycopg otherwise prepares it after a few runs, and a generic
+        plan cannot fold a "%(x)s is null or ..." away).
+        """
+        if set(slots or ()) != self.slots:
+            raise SqlFileError(f"{self.name}: fill exactly the slots {sorted(self.slots)}")
+        query = sql.SQL(self.text).format(**slots) if self.slots else self.text
+        cur = conn.execute(query, params or {}, prepare=prepare)
         if self.shape == "one":
             return cur.fetchone()
         if self.shape == "many":
@@ -56,7 +69,11 @@ def parse_query(path):
     body = text[m.end():].strip().rstrip(";")
     if not body or ";" in body:
         raise SqlFileError(f"{path.name}: must hold exactly one statement")
-    return Query(m["name"], m["shape"], m["doc"], body)
+    slots = {field for _, field, _, _ in string.Formatter().parse(body) if field is not None}
+    bad = sorted(name for name in slots if not SLOT.fullmatch(name))
+    if bad:
+        raise SqlFileError(f"{path.name}: slots are {{lower_case}} names, not {bad}")
+    return Query(m["name"], m["shape"], m["doc"], body, frozenset(slots))
 
 
 def load_queries(sql_dir=None):

@@ -7,7 +7,8 @@ handler's @answers, its summary from the handler's docstring.
 from flask import Blueprint, current_app
 
 from .represent import dumps
-from .resource import IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS, MAX_BODY, TASK, WRITABLE
+from .resource import (BULK_MAX, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS, MAX_BODY, PREFER_COUNT,
+                       PREFER_MINIMAL, TASK, WRITABLE)
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 
@@ -17,10 +18,11 @@ PROBLEMS = {
     409: "The change conflicts with a constraint, or a request with the same Idempotency-Key "
          "is still in progress (retry after Retry-After seconds).",
     412: "If-Match matches no current ETag of the task; nothing changed.",
-    413: f"The body is over {MAX_BODY} bytes.",
+    413: f"The body is over {MAX_BODY} bytes ({MAX_BODY // 1024} KiB).",
     415: "The body is not application/json (UTF-8).",
-    422: "Wrong types, unknown or read-only fields, blank or too long text, NUL characters; or "
-         "an Idempotency-Key already used for another request.",
+    422: "Wrong types, unknown or read-only fields, blank or too long text, NUL characters; in a "
+         f"bulk create, fields are named by index (\"[3].title\"), and 0 or over {BULK_MAX} "
+         "tasks are refused; or an Idempotency-Key already used for another request.",
     503: "PostgreSQL is unreachable; retry after Retry-After seconds.",
 }
 
@@ -50,6 +52,11 @@ def _param_schema(param):
     """JSON Schema of one list query parameter, as the query string spells it."""
     if param.type == "boolean":
         return {"type": "string", "enum": ["true", "false"]}
+    if param.type == "order":
+        return {"type": "string", "enum": list(param.values), "default": param.default}
+    if param.type == "string":
+        return {"type": "string", "minLength": 1, "maxLength": param.max_length,
+                "pattern": param.pattern}
     schema = {"type": "integer", "minimum": param.minimum, "maximum": param.maximum}
     if param.default is not None:
         schema["default"] = param.default
@@ -68,6 +75,22 @@ def _body_schema(required, min_properties=0):
 
 _TASK_OK = {"description": "The task.", "headers": {"ETag": _ref("headers", "ETag")},
             "content": _json_content(_ref("schemas", "Task"))}
+_LOCATION = {"schema": {"type": "string"}, "description": "/api/tasks/{id}"}
+_APPLIED = {"schema": {"type": "string"},
+            "description": "The preferences of Prefer that shaped this response (RFC 7240)."}
+
+
+def _prefer(*preferences):
+    """The Prefer request header, with the preferences this operation applies."""
+    return {"name": "Prefer", "in": "header", "schema": {"type": "string"},
+            "description": f"RFC 7240 preferences; this operation applies {' and '.join(preferences)}"
+                           " and ignores any other.", "examples": {
+                p: {"value": p} for p in preferences}}
+
+
+_MINIMAL = {"description": f"Prefer: {PREFER_MINIMAL}: written; no body.",
+            "headers": {"ETag": _ref("headers", "ETag"), "Location": _LOCATION,
+                        "Preference-Applied": _APPLIED}}
 _CACHED = {"ETag": _ref("headers", "ETag"), "X-App-Cache": _ref("headers", "XAppCache")}
 _IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "schema": {"type": "string"},
                   "description": "ETags you hold; 304 if one is still current."}
@@ -120,31 +143,50 @@ def build(app):
             "get": op("tasks.list_tasks", {
                 "200": {"description": "A page; `next` is null on the last page.",
                         "headers": {**_CACHED, "Link": {"description": '<next>; rel="next"',
-                                                        "schema": {"type": "string"}}},
+                                                        "schema": {"type": "string"}},
+                                    "X-Total-Count": {
+                                        "description": f"With Prefer: {PREFER_COUNT}: how "
+                                                       "many tasks match, on all pages.",
+                                        "schema": {"type": "integer", "minimum": 0}},
+                                    "Preference-Applied": _APPLIED},
                         "content": _json_content(_ref("schemas", "Page"))},
                 "304": {"description": "Not modified."}},
                 parameters=[{"name": p.name, "in": "query", "description": p.doc,
                              "schema": _param_schema(p)} for p in LIST_PARAMS]
-                + [_IF_NONE_MATCH]),
+                + [_IF_NONE_MATCH, _prefer(PREFER_COUNT)]),
             "post": op("tasks.create_task", {
-                "201": {**_TASK_OK, "headers": {
-                    "ETag": _ref("headers", "ETag"),
-                    "Location": {"schema": {"type": "string"}, "description": "/api/tasks/{id}"}}}},
-                requestBody=_ref("requestBodies", "TaskCreate"))},
+                "201": {"description": "Created: the task (with its Location and ETag), or the "
+                                       "array of tasks, in the body's order, ids ascending. "
+                                       f"Prefer: {PREFER_MINIMAL}: no body; Location and ETag "
+                                       "for one task, neither for an array.",
+                        "headers": {"ETag": _ref("headers", "ETag"), "Location": _LOCATION,
+                                    "Preference-Applied": _APPLIED},
+                        "content": _json_content({"oneOf": [
+                            _ref("schemas", "Task"),
+                            {"type": "array", "items": _ref("schemas", "Task")}]})}},
+                parameters=[_prefer(PREFER_MINIMAL)],
+                requestBody={"required": True, "content": _json_content({"oneOf": [
+                    _ref("schemas", "TaskCreate"), _ref("schemas", "TaskBulk")]})})},
         "/api/tasks/{id}": {
             "parameters": [_ID],
             "get": op("tasks.get_task", {"200": {**_TASK_OK, "headers": _CACHED},
                                          "304": {"description": "Not modified."}},
                       parameters=[_IF_NONE_MATCH]),
-            "put": op("tasks.replace_task", {"200": _TASK_OK}, parameters=[_IF_MATCH],
+            "put": op("tasks.replace_task", {"200": _TASK_OK, "204": _MINIMAL},
+                      parameters=[_IF_MATCH, _prefer(PREFER_MINIMAL)],
                       requestBody=_ref("requestBodies", "TaskCreate")),
-            "patch": op("tasks.patch_task", {"200": _TASK_OK}, parameters=[_IF_MATCH],
+            "patch": op("tasks.patch_task", {"200": _TASK_OK, "204": _MINIMAL},
+                        parameters=[_IF_MATCH, _prefer(PREFER_MINIMAL)],
                         requestBody=_ref("requestBodies", "TaskPatch")),
             "delete": op("tasks.delete_task", {"204": {"description": "Deleted."}},
                          parameters=[_IF_MATCH])},
         "/api/openapi.json": {"get": op("openapi.openapi", {
             "200": {"description": "OpenAPI 3.1.",
                     "content": _json_content({"type": "object"})}})},
+        "/api/docs": {"get": op("docs.docs", {
+            "200": {"description": "Swagger UI for this document; its assets are under "
+                                   "/api/docs/.",
+                    "content": {"text/html": {"schema": {"type": "string"}}}}})},
     }
     used = sorted({int(code) for item in paths.values() for key, operation in item.items()
                    if key != "parameters" for code in operation["responses"]
@@ -163,6 +205,9 @@ def build(app):
                          "properties": {f.name: _field_schema(f) for f in TASK}},
                 "TaskCreate": _body_schema(required=True),
                 "TaskPatch": _body_schema(required=False, min_properties=1),
+                "TaskBulk": {"type": "array", "items": _ref("schemas", "TaskCreate"),
+                             "minItems": 1, "maxItems": BULK_MAX,
+                             "description": "Create all of these tasks, or none."},
                 "Page": {"type": "object", "required": ["items", "next", "source"],
                          "properties": {"items": {"type": "array",
                                                   "items": _ref("schemas", "Task")},

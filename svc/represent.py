@@ -34,11 +34,13 @@ def task_entry(row):
     return None if row is None else Entry(etag(row), dumps(task(row)))
 
 
-def page_entry(rows, next_url):
-    """A list page as a cacheable response: the items array, its weak ETag, the next URL."""
+def page_entry(rows, next_url, total=None):
+    """A list page as a cacheable response: the items array, its weak ETag, the next URL and
+    the total (None: not counted), which the ETag covers too."""
     items = dumps([task(r) for r in rows])
-    digest = hashlib.blake2b(items + (next_url or "").encode(), digest_size=12).hexdigest()
-    return Entry(f'W/"{digest}"', items, next_url)
+    digest = hashlib.blake2b(b"\n".join((items, (next_url or "").encode(), str(total).encode())),
+                             digest_size=12).hexdigest()
+    return Entry(f'W/"{digest}"', items, next_url, total)
 
 
 def page_body(entry, source):

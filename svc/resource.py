@@ -56,28 +56,57 @@ DEFAULTS = {f.name: f.default for f in WRITABLE if not f.required}
 
 @dataclass(frozen=True)
 class Param:
-    """One query parameter of the list: an integer in a range, or a boolean spelled true|false."""
+    """One query parameter of the list: an integer in a range, true|false, a string, or an order
+    (`<field>.<asc|desc>`, a field of `choices`)."""
 
     name: str
-    type: str  # "integer" or "boolean"
+    type: str  # "integer", "boolean", "string" or "order"
     doc: str
     minimum: int | None = None
     maximum: int | None = None
     default: object = None  # None: the parameter filters nothing when absent
+    max_length: int | None = None  # string: at most this many characters
+    pattern: str | None = None  # string: a regex it matches (ECMA-262 and Python's re alike)
+    choices: tuple = ()  # order: the fields it may name
 
+    @property
+    def values(self):
+        """Every value an order parameter takes, in the order of its choices."""
+        return tuple(f"{field}.{way}" for field in self.choices for way in DIRECTIONS)
+
+
+DIRECTIONS = ("asc", "desc")
+ORDER = Param("order", "order", "Sort by a field, ascending or descending; ties are broken by id "
+              "in the same direction. Pages of any order are keyset pages: follow `next`.",
+              default="id.asc", choices=("id", "title", "created_at", "updated_at", "done"))
+# The opaque position in a non-id order (svc/cursor.py): base64url, at most a title's worth.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 
 LIST_PARAMS = (
-    Param("after", "integer", "The last id of the previous page; pages are in id order.",
-          minimum=0, maximum=INT64_MAX, default=0),
+    Param("after", "integer", "id order (asc or desc) only: the last id of the previous page.",
+          minimum=0, maximum=INT64_MAX),
     Param("limit", "integer", "Page size.", minimum=1, maximum=500, default=50),
     Param("done", "boolean", "Only tasks that are done (true) or not (false)."),
+    ORDER,
+    Param("q", "string", "Only tasks whose title or description contains every word of q "
+          "(split at whitespace), in any order, case-insensitively; a word may be in the "
+          "title and another in the description.", max_length=200, pattern=NOT_BLANK),
+    Param("cursor", "string", "Orders other than id: where the previous page ended, as its "
+          "`next` URL says. Opaque and signed: an altered cursor is refused with 400.",
+          max_length=2048, pattern=CURSOR_PATTERN),
 )
+# The preferences (RFC 7240 Prefer header) the service applies, by the requests they change.
+PREFER_COUNT = "count=exact"  # GET /api/tasks: X-Total-Count, the matching tasks on all pages
+PREFER_MINIMAL = "return=minimal"  # POST, PUT, PATCH: no body, the task's Location and ETag
 
 # Idempotency-Key (POST, PATCH): 1..255 printable ASCII characters; no space at either end,
 # since HTTP strips it from a header value.
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$"
 
-# The largest schema-valid body is every text field at its maximum length in characters that
-# JSON escapes as a surrogate pair (12 bytes, \\uXXXX\\uXXXX): about 122,500 bytes. The limit
-# must admit it (a test proves it); nginx's client_max_body_size is the same number.
-MAX_BODY = 128 * 1024
+# A bulk create (a JSON array body) holds 1..BULK_MAX tasks.
+BULK_MAX = 1000
+# The largest schema-valid single task is every text field at its maximum length in characters
+# that JSON escapes as a surrogate pair (12 bytes, \\uXXXX\\uXXXX): about 122,500 bytes. A bulk
+# body of BULK_MAX tasks may be larger still: the limit is 1 MiB whatever the body holds (a test
+# proves the largest single task fits). nginx's client_max_body_size is the same number.
+MAX_BODY = 1024 * 1024

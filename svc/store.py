@@ -2,26 +2,34 @@
 
 import contextlib
 import logging
+import re
 
 import psycopg
 from flask import current_app, g
+from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
-from .resource import WRITABLE
+from .resource import DIRECTIONS, ORDER, WRITABLE
 
 log = logging.getLogger(__name__)
 DEBTS_PER_PASS = 100
+# The whitelist the list's order slots are filled from: "<field>.<direction>" -> the SQL for
+# the sort column, the direction and the comparison that means "past this position".
+ORDERS = {f"{field}.{way}": {"column": sql.Identifier(field), "direction": sql.SQL(way),
+                             "past": sql.SQL(">" if way == "asc" else "<")}
+          for field in ORDER.choices for way in DIRECTIONS}
+LIKE_SPECIAL = re.compile(r"[%_\\]")  # escaped with a backslash, LIKE's default escape
 
 
-def _run(name, **params):
+def _run(name, slots=None, prepare=None, **params):
     """Run sql/<name>.sql with `params`: in the request's transaction if one is open, else on a
     pooled connection of its own (one statement, one transaction)."""
     ext = current_app.extensions
     if "transaction" in g:
-        return ext["queries"][name].run(g.transaction[0], params)
+        return ext["queries"][name].run(g.transaction[0], params, slots, prepare)
     with ext["pool"].connection() as conn:
-        return ext["queries"][name].run(conn, params)
+        return ext["queries"][name].run(conn, params, slots, prepare)
 
 
 @contextlib.contextmanager
@@ -109,16 +117,29 @@ def get_task(task_id):
     return _run("get_task", id=task_id)
 
 
-def list_tasks(limit, after, done):
-    """(rows, the id to continue after or None on the last page) of one keyset page in id order."""
-    params = {"limit": limit + 1, "after": after}  # one more row tells whether a page follows
-    if done is None:
-        rows = _run("list_tasks", **params)
-    else:
-        rows = _run("list_tasks_by_done", done=done, **params)
-    if len(rows) > limit:
-        return rows[:limit], rows[limit - 1]["id"]
+def _search(q):
+    """The search parameters of list_tasks.sql and count_tasks.sql for the words of `q`: a LIKE
+    pattern per word (its %, _ and backslash taken literally), the longest as the anchor."""
+    if q is None:
+        return {"patterns": None, "anchor": None}
+    patterns = ["%" + LIKE_SPECIAL.sub(r"\\\g<0>", word) + "%" for word in q.split()]
+    return {"patterns": patterns, "anchor": max(patterns, key=len)}
+
+
+def list_tasks(limit, done, q, order, position):
+    """(rows, the last row if another page follows, else None) of one keyset page in `order`,
+    past `position` ((value, id) of the previous page's last row; None: from the start)."""
+    value, after_id = position or (None, None)
+    rows = _run("list_tasks", slots=ORDERS[order], prepare=False, limit=limit + 1,
+                after_value=value, after_id=after_id, done=done, **_search(q))
+    if len(rows) > limit:  # one more row than asked for: a page follows
+        return rows[:limit], rows[limit - 1]
     return rows, None
+
+
+def count_tasks(done, q):
+    """How many tasks match the list's filters, on all pages."""
+    return _run("count_tasks", prepare=False, done=done, **_search(q))["total"]
 
 
 def create_task(fields):
@@ -126,6 +147,14 @@ def create_task(fields):
     row = _run("create_task", **fields)
     _invalidated(row["id"], row["version"])
     return row
+
+
+def create_tasks(tasks):
+    """Insert `tasks` (dicts of every writable field) in one statement; their rows, ids ascending."""
+    rows = _run("create_tasks", titles=[t["title"] for t in tasks],
+                descriptions=[t["description"] for t in tasks], dones=[t["done"] for t in tasks])
+    _invalidated(None, None)  # new ids were never cached: only the list changed
+    return rows
 
 
 def update_task(task_id, fields, versions):

@@ -1,11 +1,14 @@
 """The /api/tasks resource: thin handlers over validation, store, the cache and represent."""
 
+from urllib.parse import urlencode
+
 from flask import Blueprint, current_app, request, url_for
 
-from . import represent, store, validation
+from . import cursor, represent, store, validation
 from .cache import LIST
 from .errors import ApiError, answers
 from .idempotency import idempotent
+from .resource import PREFER_COUNT, PREFER_MINIMAL
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 
@@ -27,8 +30,28 @@ def _conditional(response, tag, hit):
     return response.make_conditional(request)
 
 
-def _task_response(row, status=200, headers=None):
-    headers = {"ETag": represent.etag(row), **(headers or {})}
+def _no_body(status, headers):
+    """A response without a body, nor a Content-Type for one."""
+    response = current_app.response_class(status=status, headers=headers)
+    del response.headers["Content-Type"]
+    return response
+
+
+def _minimal():
+    """True if the client prefers return=minimal (RFC 7240)."""
+    return PREFER_MINIMAL in validation.preferences()
+
+
+def _written(row, status):
+    """A written task with its ETag (and Location when created), or, if the client prefers
+    return=minimal, no body: 201 stays 201, 200 becomes 204, both with Location and ETag."""
+    headers = {"ETag": represent.etag(row)}
+    location = url_for(".get_task", raw_id=row["id"])
+    if _minimal():
+        headers.update(Location=location, **{"Preference-Applied": PREFER_MINIMAL})
+        return _no_body(204 if status == 200 else status, headers)
+    if status == 201:
+        headers["Location"] = location
     return _json(represent.dumps(represent.task(row)), status, headers)
 
 
@@ -55,25 +78,48 @@ def _not_done(task_id):
     return validation.no_such_task()
 
 
-def _page(params):
-    """Load one list page and build its cache entry, with the URL of the page after it."""
-    rows, after = store.list_tasks(**params)
+def _page(params, position, counted):
+    """Load one list page and build its cache entry: the URL of the page after it, and the total
+    of matching tasks if `counted`."""
+    rows, last = store.list_tasks(params["limit"], params["done"], params["q"], params["order"],
+                                  position)
+    total = store.count_tasks(params["done"], params["q"]) if counted else None
     next_url = None
-    if after is not None:
-        next_url = url_for(".list_tasks", **validation.query_args({**params, "after": after}))
-    return represent.page_entry(rows, next_url)
+    if last is not None:
+        past = validation.query_args({**params, **_past(params, last)})
+        next_url = url_for(".list_tasks", **past)
+    return represent.page_entry(rows, next_url, total)
+
+
+def _past(params, row):
+    """The position just past `row`: after=<id> in id order, else a signed cursor of the row's
+    sort value and id."""
+    order = params["order"]
+    field = order.partition(".")[0]
+    if field == "id":
+        return {"after": row["id"], "cursor": None}
+    value = represent.task(row)[field]
+    key = current_app.extensions["cursor_key"]
+    return {"after": None, "cursor": cursor.encode(key, order, value, row["id"])}
 
 
 @bp.get("")
 @answers(400, 503)
 def list_tasks():
-    """A keyset page of tasks in id order."""
+    """A keyset page of tasks: filtered, searched, in any order; counted if asked."""
     params = validation.list_params(request.args)
-    what = ":".join(f"{k}={v}" for k, v in params.items())
-    entry, hit = _cached(LIST, what, lambda: _page(params))
+    position = validation.position(params)
+    counted = PREFER_COUNT in validation.preferences()
+    what = "page?" + urlencode(sorted({**validation.query_args(params),
+                                       "prefer": "count" if counted else ""}.items()))
+    entry, hit = _cached(LIST, what, lambda: _page(params, position, counted))
     response = _json(represent.page_body(entry, "redis-cache" if hit else "postgres"))
+    response.vary.add("Prefer")
     if entry.next:
         response.headers["Link"] = f'<{entry.next}>; rel="next"'
+    if counted:
+        response.headers["X-Total-Count"] = str(entry.total)
+        response.headers["Preference-Applied"] = PREFER_COUNT
     return _conditional(response, entry.etag, hit)
 
 
@@ -81,11 +127,15 @@ def list_tasks():
 @answers(400, 409, 413, 415, 422, 503)
 @idempotent
 def create_task():
-    """Create a task."""
-    fields = validation.task_fields(validation.json_body(), partial=False)
-    row = store.create_task(fields)
-    location = url_for(".get_task", raw_id=row["id"])
-    return _task_response(row, 201, {"Location": location})
+    """Create a task, or several from an array (in one transaction: all or none)."""
+    data = validation.json_body(array=True)
+    tasks = validation.new_tasks(data)
+    if isinstance(data, dict):
+        return _written(store.create_task(tasks[0]), 201)
+    rows = store.create_tasks(tasks)
+    if _minimal():  # no body, and no one Location for many tasks: ask for them if you need ids
+        return _no_body(201, {"Preference-Applied": PREFER_MINIMAL})
+    return _json(represent.dumps([represent.task(r) for r in rows]), 201)
 
 
 @bp.get("/<raw_id>")
@@ -93,7 +143,7 @@ def create_task():
 def get_task(raw_id):
     """One task; 304 when If-None-Match still matches."""
     task_id = validation.task_id(raw_id)
-    entry, hit = _cached(str(task_id), "task",
+    entry, hit = _cached(str(task_id), "item",
                          lambda: represent.task_entry(store.get_task(task_id)))
     if entry is None:
         raise validation.no_such_task()
@@ -121,7 +171,7 @@ def _update(raw_id, partial):
     row = store.update_task(task_id, fields, _if_match_versions(task_id))
     if row is None:
         raise _not_done(task_id)
-    return _task_response(row)
+    return _written(row, 200)
 
 
 @bp.delete("/<raw_id>")

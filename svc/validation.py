@@ -3,16 +3,17 @@
 import json
 import re
 
-from flask import g, request
+from flask import current_app, g, request
 
+from . import cursor
 from .errors import ApiError, Invalid
-from .resource import (DEFAULTS, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS, MAX_BODY, TASK,
-                       WHITESPACE, WRITABLE)
+from .resource import (BULK_MAX, DEFAULTS, DIRECTIONS, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS,
+                       MAX_BODY, NOT_BLANK, TASK, WHITESPACE, WRITABLE)
 
 ID = re.compile(r"[1-9][0-9]{0,18}")
 BLANK = re.compile(f"[{WHITESPACE}]*")
 KEY = re.compile(IDEMPOTENCY_KEY)
-MAX_DRAIN = 1024 * 1024  # the most of a rejected body read to keep its connection usable
+MAX_DRAIN = 2 * MAX_BODY  # the most of a rejected body read to keep its connection usable
 FIELDS = {f.name: f for f in TASK}
 WRITABLE_NAMES = ", ".join(f.name for f in WRITABLE)
 
@@ -59,8 +60,9 @@ def idempotency_key():
     return key
 
 
-def json_body():
-    """The request body as a JSON object; 413, 415 or 400 when it is not one."""
+def json_body(array=False):
+    """The request body as a JSON object (or, with `array`, an array); 413, 415 or 400 when it
+    is not one."""
     if request.mimetype != "application/json":
         raise ApiError(415, "Send the body as Content-Type: application/json.")
     charset = request.mimetype_params.get("charset", "utf-8").lower()
@@ -77,8 +79,9 @@ def json_body():
         data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"The body is not valid JSON: {_short(exc)}.") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "The body must be a JSON object.")
+    if not isinstance(data, (dict, list) if array else dict):
+        raise ApiError(400, "The body must be a JSON object" + (" or an array of them." if array
+                                                                 else "."))
     return data
 
 
@@ -137,6 +140,28 @@ def task_fields(data, partial):
     return clean
 
 
+def new_tasks(data):
+    """A create body's tasks: [fields] for one object, a list of them for an array of 1..BULK_MAX
+    objects; 422 naming each bad element's index and field ("[3].title")."""
+    if isinstance(data, dict):
+        return [task_fields(data, partial=False)]
+    if not 1 <= len(data) <= BULK_MAX:
+        raise Invalid([("body", f"give 1 to {BULK_MAX} tasks, not {len(data)}")],
+                      f"A bulk create holds 1 to {BULK_MAX} tasks; this one has {len(data)}.")
+    tasks, errors = [], []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            errors.append((f"[{index}]", "must be a JSON object (a task)"))
+            continue
+        try:
+            tasks.append(task_fields(item, partial=False))
+        except Invalid as exc:
+            errors += [(f"[{index}].{e['field']}", e["message"]) for e in exc.errors]
+    if errors:
+        raise Invalid(errors, "Some tasks have invalid fields; none was created.")
+    return tasks
+
+
 def _check(field, value):
     """Why `value` is not valid for `field`, or None."""
     if value is None:
@@ -166,7 +191,28 @@ def list_params(args):
     repeated = [name for name in args if len(args.getlist(name)) > 1]
     if repeated:
         raise ApiError(400, f"Give each query parameter once: {', '.join(repeated)}.")
-    return {p.name: _param(p, args.get(p.name)) for p in LIST_PARAMS}
+    params = {p.name: _param(p, args.get(p.name)) for p in LIST_PARAMS}
+    by_id = params["order"].startswith("id.")
+    if params["after"] is not None and not by_id:
+        raise ApiError(400, "after pages id order only; for other orders follow the next URL "
+                            "(its cursor parameter).")
+    if params["after"] is not None and params["cursor"] is not None:
+        raise ApiError(400, "Give after or cursor, not both.")
+    return params
+
+
+def position(params):
+    """(sort value, id) the page starts past, from `after` or the signed `cursor`; None: the
+    first page. 400 if the cursor is not one this service issued for this order."""
+    if params["after"] is not None:
+        return params["after"], params["after"]
+    if params["cursor"] is None:
+        return None
+    try:
+        return cursor.decode(current_app.extensions["cursor_key"], params["cursor"],
+                             params["order"])
+    except cursor.BadCursor as exc:
+        raise ApiError(400, f"cursor {exc}; start again from the first page.") from None
 
 
 def _param(param, raw):
@@ -177,13 +223,50 @@ def _param(param, raw):
         if raw not in ("true", "false"):
             raise ApiError(400, f"{param.name} must be true or false.")
         return raw == "true"
+    if param.type == "order":
+        return _order(param, raw)
+    if param.type == "string":
+        if len(raw) > param.max_length or not re.search(param.pattern, raw):
+            raise ApiError(400, f"{param.name} must be 1 to {param.max_length} characters"
+                                + (", not blank, without NUL characters."
+                                   if param.pattern == NOT_BLANK else " of A-Z a-z 0-9 _ -."))
+        return raw
     if not re.fullmatch(r"[0-9]{1,19}", raw) or not param.minimum <= int(raw) <= param.maximum:
         raise ApiError(400, f"{param.name} must be an integer from {param.minimum} "
                             f"to {param.maximum}.")
     return int(raw)
 
 
+def _order(param, raw):
+    """`<field>.<asc|desc>` checked against the parameter's fields, or a 400 that says which
+    part is wrong."""
+    field, dot, way = raw.partition(".")
+    if field not in param.choices:
+        raise ApiError(400, f"{param.name}: unknown field {field!r}; sort by one of "
+                            f"{', '.join(param.choices)}, e.g. {param.name}=title.asc.")
+    if not dot or way not in DIRECTIONS:
+        raise ApiError(400, f"{param.name}: give the direction after the field, "
+                            f"{param.name}={field}.asc or {param.name}={field}.desc.")
+    return raw
+
+
 def query_args(params):
-    """Clean list parameters back into query-string values (the inverse of list_params)."""
+    """Clean list parameters back into query-string values (the inverse of list_params);
+    defaults are left out, but the limit."""
+    defaults = {p.name: p.default for p in LIST_PARAMS if p.name != "limit"}
     return {name: ("true" if value else "false") if isinstance(value, bool) else value
-            for name, value in params.items() if value is not None}
+            for name, value in params.items()
+            if value is not None and value != defaults.get(name)}
+
+
+def preferences():
+    """The request's Prefer preferences (RFC 7240) as "name=value" strings, names and values
+    lower-cased; of a preference given twice, the first counts."""
+    found = {}
+    for header in request.headers.getlist("Prefer"):
+        for item in header.split(","):
+            name, _, value = item.split(";", 1)[0].partition("=")
+            name = name.strip().lower()
+            if name:
+                found.setdefault(name, value.strip().strip('"').lower())
+    return {f"{name}={value}" if value else name for name, value in found.items()}

@@ -32,7 +32,7 @@ def test_openapi_document_is_valid_3_1_and_lists_every_route(client, app):
                   for method in item if method != "parameters"}
     served = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint.split(".")[-1] == "static":  # files, such as /api/docs/<file>
             continue
         path = re.sub(r"<(?:\w+:)?raw_id>", "{id}", rule.rule)
         served |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from svc.resource import MAX_BODY, NOT_BLANK, TASK, WHITESPACE, WRITABLE
+from svc.resource import (BULK_MAX, LIST_PARAMS, MAX_BODY, NOT_BLANK, ORDER, TASK, WHITESPACE,
+                          WRITABLE)
 
 pytestmark = pytest.mark.app
 
@@ -54,3 +55,23 @@ def test_the_openapi_task_schema_lists_the_fields_in_table_order(client):
     create = doc["components"]["schemas"]["TaskCreate"]
     assert create["required"] == ["title"] and set(create["properties"]) == {
         f.name for f in WRITABLE}
+
+
+def test_the_openapi_list_parameters_are_the_declared_ones(client):
+    doc = client.get("/api/openapi.json").get_json()
+    params = {p["name"]: p for p in doc["paths"]["/api/tasks"]["get"]["parameters"]}
+    assert list(params) == [p.name for p in LIST_PARAMS] + ["If-None-Match", "Prefer"]
+    assert params["order"]["schema"] == {"type": "string", "enum": list(ORDER.values),
+                                         "default": "id.asc"}
+    q = next(p for p in LIST_PARAMS if p.name == "q")
+    assert params["q"]["schema"]["maxLength"] == q.max_length == 200
+    assert params["q"]["schema"]["pattern"] == NOT_BLANK
+
+
+def test_the_openapi_create_body_is_one_task_or_an_array_of_them(client):
+    doc = client.get("/api/openapi.json").get_json()
+    body = doc["paths"]["/api/tasks"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["oneOf"] == [{"$ref": "#/components/schemas/TaskCreate"},
+                                       {"$ref": "#/components/schemas/TaskBulk"}]
+    bulk = doc["components"]["schemas"]["TaskBulk"]
+    assert (bulk["minItems"], bulk["maxItems"]) == (1, BULK_MAX)

@@ -122,8 +122,9 @@ local function send(status, headers, body, edge)
 end
 
 function M.serve()
-    local uri = ngx.var.request_uri
-    local bypass = ngx.var.cache_bypass == "1"
+    local uri = ngx.var.cache_variant .. ngx.var.request_uri -- "count/api/tasks?..." (maps.conf)
+    -- Entries keep no X-Total-Count (only status, type, ETag, body): counted pages skip Redis.
+    local bypass = ngx.var.cache_bypass == "1" or ngx.var.cache_variant ~= ""
     local key, entry
     if not bypass then key, entry = lookup(uri) end
 
