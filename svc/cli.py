@@ -57,4 +57,9 @@ def main(argv=None):
     except psycopg.OperationalError as exc:
         print(f"error: cannot reach PostgreSQL: {str(exc).strip()}", file=sys.stderr)
         return 1
+    except psycopg.errors.InsufficientPrivilege as exc:
+        hint = " (migrate runs as the schema owner: MIGRATE_DATABASE_URL)" * (
+            args.command == "migrate")
+        print(f"error: PostgreSQL refused: {str(exc).strip()}{hint}", file=sys.stderr)
+        return 1
     return 0

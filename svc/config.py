@@ -12,13 +12,20 @@ class ConfigError(RuntimeError):
 class Config:
     """Settings for the app and the CLI; names match the environment variables."""
 
-    DATABASE_URL: str
+    DATABASE_URL: str  # the app's role: reads and writes rows, owns nothing
+    # The schema owner that `python -m svc migrate` connects as; empty: DATABASE_URL.
+    MIGRATE_DATABASE_URL: str = ""
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
     CACHE_TTL: int = 60
     DB_POOL_MIN: int = 2
     DB_POOL_MAX: int = 10
     DB_POOL_TIMEOUT: float = 2.0
     LOG_LEVEL: str = "INFO"
+
+    def __post_init__(self):
+        """MIGRATE_DATABASE_URL defaults to DATABASE_URL: one role for both."""
+        if not self.MIGRATE_DATABASE_URL:
+            object.__setattr__(self, "MIGRATE_DATABASE_URL", self.DATABASE_URL)
 
     @classmethod
     def from_env(cls, environ=None, **overrides):

@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -19,6 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from .admin import migrate, seed
 from .config import Config
 
@@ -26,6 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 STACK_DIR = ROOT / ".stack"
 NGINX_TEMPLATE = ROOT / "conf" / "nginx" / "nginx.conf"
 NGINX_USER = "nobody"  # nginx workers' user when the master runs as root
+APP_ROLE = "tasks_app"  # the app's PostgreSQL login, as in compose and conf/k8s
+ROLE_SCRIPT = ROOT / "conf" / "db-app-role.sh"  # compose's init script, run here too
+# Passwords of the stack: from the environment if set there, else new ones for each `up`.
+SECRETS = ("APP_DB_PASSWORD",)
 
 
 class StackError(RuntimeError):
@@ -144,6 +151,22 @@ def start_postgres(data_dir, port):
     return f"postgresql://postgres@127.0.0.1:{port}/tasks"
 
 
+def create_app_role(owner_url, role, password):
+    """Create (or re-password) the login `role` with conf/db-app-role.sh, connecting as the
+    owner in `owner_url`; returns the conninfo string that logs in as `role`."""
+    params = conninfo_to_dict(owner_url)
+    env = {**os.environ, "PATH": f"{Path(pg_bin('psql')).parent}:{os.environ.get('PATH', '')}",
+           "POSTGRES_USER": params.get("user", ""), "POSTGRES_DB": params.get("dbname", ""),
+           "APP_DB_USER": role, "APP_DB_PASSWORD": password}
+    for key, name in (("host", "PGHOST"), ("port", "PGPORT"), ("password", "PGPASSWORD")):
+        if params.get(key):
+            env[name] = str(params[key])
+    result = subprocess.run(["sh", str(ROLE_SCRIPT)], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError(f"{ROLE_SCRIPT.name} failed: {result.stderr.strip()}")
+    return make_conninfo(owner_url, user=role, password=password)
+
+
 def postgres_pid(data_dir):
     """The postmaster's PID from its pid file, or None."""
     try:
@@ -233,15 +256,25 @@ class Stack:
     def __init__(self, state_dir=STACK_DIR, http_port=8080):
         self.dir = Path(state_dir)
         self.ports_file = self.dir / "ports.json"
+        self.secrets_file = self.dir / "secrets.json"
         if self.ports_file.exists():  # a stack that is up keeps the ports it started with
             self.ports = json.loads(self.ports_file.read_text())
         else:
             self.ports = {"http": http_port}
+        self.secrets = (json.loads(self.secrets_file.read_text())
+                        if self.secrets_file.exists() else {})
         self.base_url = f"http://127.0.0.1:{self.ports['http']}"
 
     @property
-    def database_url(self):
+    def owner_url(self):
+        """The schema owner (the cluster's superuser here): migrations, tests' cleanup."""
         return f"postgresql://postgres@127.0.0.1:{self.ports['postgres']}/tasks"
+
+    @property
+    def database_url(self):
+        """The app's least-privilege role."""
+        return (f"postgresql://{APP_ROLE}:{self.secrets['APP_DB_PASSWORD']}"
+                f"@127.0.0.1:{self.ports['postgres']}/tasks")
 
     @property
     def redis_url(self):
@@ -269,9 +302,14 @@ class Stack:
         self.dir.chmod(0o755)  # postgres and nginx workers run as other users
         self.ports.update(postgres=free_port(), redis=free_port(), app=free_port())
         self.ports_file.write_text(json.dumps(self.ports))
+        self.secrets = {name: os.environ.get(name) or secrets.token_hex(16) for name in SECRETS}
+        self.secrets_file.touch(mode=0o600)
+        self.secrets_file.write_text(json.dumps(self.secrets))
         self.start("postgres")
         self.start("redis")
-        config = Config.from_env({}, DATABASE_URL=self.database_url, REDIS_URL=self.redis_url)
+        create_app_role(self.owner_url, APP_ROLE, self.secrets["APP_DB_PASSWORD"])
+        config = Config.from_env({}, DATABASE_URL=self.database_url,
+                                 MIGRATE_DATABASE_URL=self.owner_url, REDIS_URL=self.redis_url)
         with open(os.devnull, "w") as quiet:
             migrate(config, "apply", out=quiet)
             seed(config, 20, if_empty=True, out=quiet)
@@ -309,6 +347,7 @@ class Stack:
         for name in reversed(self.ORDER):
             self.stop(name)
         self.ports_file.unlink(missing_ok=True)
+        self.secrets_file.unlink(missing_ok=True)
 
 
 def main(action):

@@ -3,6 +3,7 @@ hooks (exactly one kind marker per test; in CI, no skipped test)."""
 
 import io
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -49,8 +50,12 @@ def redis_server(provider):
 
 @pytest.fixture(scope="session")
 def config(postgres, redis_server):
-    """A Config pointing at the test servers, schema migrated."""
-    cfg = Config.from_env({}, DATABASE_URL=postgres.url, REDIS_URL=redis_server.url)
+    """A Config for the test servers, schema migrated. The app logs in as its least-privilege
+    role, so every test proves those privileges suffice; the server's own user is the schema
+    owner (MIGRATE_DATABASE_URL), as in compose."""
+    app_url = stack.create_app_role(postgres.url, stack.APP_ROLE, secrets.token_hex(16))
+    cfg = Config.from_env({}, DATABASE_URL=app_url, MIGRATE_DATABASE_URL=postgres.url,
+                          REDIS_URL=redis_server.url)
     migrate(cfg, "apply", out=io.StringIO())
     return cfg
 
@@ -77,8 +82,9 @@ def gunicorn(config):
 
 @pytest.fixture
 def db(config):
-    """A connection to the test database, for checks behind the API's back; table emptied."""
-    with psycopg.connect(config.DATABASE_URL, autocommit=True) as conn:
+    """A connection to the test database as the schema owner, for checks behind the API's back;
+    table emptied (TRUNCATE: the owner's privilege, not the app's)."""
+    with psycopg.connect(config.MIGRATE_DATABASE_URL, autocommit=True) as conn:
         conn.execute("truncate tasks restart identity")
         yield conn
 

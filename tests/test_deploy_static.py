@@ -28,6 +28,12 @@ GUNICORN_ENV = set(re.findall(r'os\.environ\.get\("([A-Z_]+)"',
                               (ROOT / "conf" / "gunicorn.conf.py").read_text()))
 
 
+def compose_value(value):
+    """A compose value with each ${NAME...} interpolation shown as its variable's name: URLs
+    parse, and two values that take the same variable compare equal."""
+    return re.sub(r"\$\{([A-Z_]+)[^}]*\}", r"\1", value)
+
+
 def stage(name):
     """The Dockerfile lines of build stage `name`."""
     match = re.search(rf"^FROM \S+ AS {name}\n(.*?)(?=^FROM |\Z)", DOCKERFILE, re.M | re.S)
@@ -98,6 +104,23 @@ def test_compose_env_names_are_ones_the_code_reads():
         assert set(env) <= config_names | GUNICORN_ENV, set(env) - config_names - GUNICORN_ENV
         assert "DATABASE_URL" in env
     assert set(SERVICES["nginx"]["environment"]) <= TEMPLATE_VARS
+
+
+def test_compose_creates_the_app_role_and_only_migrate_holds_the_owners_url():
+    db = SERVICES["db"]
+    (mount,) = [v for v in db["volumes"] if "/docker-entrypoint-initdb.d/" in v]
+    script = ROOT / mount.split(":")[0]
+    assert script == stack.ROLE_SCRIPT and script.stat().st_mode & 0o111  # run, not sourced
+    assert {"POSTGRES_USER", "POSTGRES_DB", "APP_DB_USER", "APP_DB_PASSWORD"} <= set(
+        re.findall(r"\$([A-Z_]+)", script.read_text()))
+    env = {k: compose_value(v) for k, v in db["environment"].items()}
+    app_url = urlsplit(compose_value(SERVICES["app"]["environment"]["DATABASE_URL"]))
+    assert app_url.username == env["APP_DB_USER"] == stack.APP_ROLE
+    assert app_url.password == env["APP_DB_PASSWORD"] == "APP_DB_PASSWORD"
+    owner_url = urlsplit(compose_value(SERVICES["migrate"]["environment"]["MIGRATE_DATABASE_URL"]))
+    assert owner_url.username == env["POSTGRES_USER"]
+    assert owner_url.password == env["POSTGRES_PASSWORD"] == "POSTGRES_PASSWORD"
+    assert "MIGRATE_DATABASE_URL" not in SERVICES["app"]["environment"]
 
 
 def test_every_required_compose_variable_is_in_env_example():
