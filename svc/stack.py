@@ -32,7 +32,7 @@ NGINX_USER = "nobody"  # nginx workers' user when the master runs as root
 APP_ROLE = "tasks_app"  # the app's PostgreSQL login, as in compose and conf/k8s
 ROLE_SCRIPT = ROOT / "conf" / "db-app-role.sh"  # compose's init script, run here too
 # Passwords of the stack: from the environment if set there, else new ones for each `up`.
-SECRETS = ("APP_DB_PASSWORD",)
+SECRETS = ("APP_DB_PASSWORD", "REDIS_PASSWORD")
 
 
 class StackError(RuntimeError):
@@ -184,13 +184,16 @@ def stop_postgres(data_dir):
 
 # Redis -----------------------------------------------------------------------------------
 
-def start_redis(state_dir, port):
-    """Start a memory-only redis-server on 127.0.0.1:`port`; returns (URL, PID)."""
+def start_redis(state_dir, port, password=None):
+    """Start a memory-only redis-server on 127.0.0.1:`port`, asking clients for `password` if
+    given; returns (URL, PID), the URL carrying the password."""
     redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    auth = ["--requirepass", password] if password else []
     proc = _spawn([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no", "--dir", str(state_dir)], Path(state_dir) / "redis.log")
+                   "--appendonly", "no", "--dir", str(state_dir), *auth],
+                  Path(state_dir) / "redis.log")
     wait_for(lambda: proc.poll() is None and _port_open(port), f"redis-server on port {port}")
-    return f"redis://127.0.0.1:{port}/0", proc.pid
+    return f"redis://{f':{password}@' if password else ''}127.0.0.1:{port}/0", proc.pid
 
 
 # gunicorn and nginx ----------------------------------------------------------------------
@@ -224,15 +227,20 @@ def nginx_binary():
     return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def start_nginx(state_dir, port, app_port, redis_port):
-    """Start nginx in the foreground of a detached process; returns its master PID."""
+def start_nginx(state_dir, port, app_port, redis_port, redis_password=None):
+    """Start nginx in the foreground of a detached process; returns its master PID.
+
+    The Redis password reaches the Lua client through the environment (`env REDIS_PASSWORD;`),
+    never through the rendered file.
+    """
     conf = render_nginx(state_dir, {"LISTEN": f"127.0.0.1:{port}",
                                     "APP_UPSTREAM": f"127.0.0.1:{app_port}",
                                     "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port)})
     # A killed nginx leaves its socket behind, and then cannot bind it again.
     (Path(state_dir) / "edge.sock").unlink(missing_ok=True)
+    env = {**os.environ, "REDIS_PASSWORD": redis_password or ""}
     proc = _spawn([nginx_binary(), "-p", str(state_dir), "-c", str(conf), "-g", "daemon off;"],
-                  Path(state_dir) / "nginx.out")
+                  Path(state_dir) / "nginx.out", env)
     wait_for(lambda: proc.poll() is None and _http_ok(f"http://127.0.0.1:{port}/api/health"),
              f"nginx on port {port} (see {Path(state_dir)})")
     return proc.pid
@@ -278,7 +286,8 @@ class Stack:
 
     @property
     def redis_url(self):
-        return f"redis://127.0.0.1:{self.ports['redis']}/0"
+        """Redis, with the password it asks for."""
+        return f"redis://:{self.secrets['REDIS_PASSWORD']}@127.0.0.1:{self.ports['redis']}/0"
 
     def pid(self, name):
         """The PID recorded for `name`, or None."""
@@ -323,13 +332,13 @@ class Stack:
             start_postgres(self.dir / "postgres", self.ports["postgres"])
             return
         if name == "redis":
-            pid = start_redis(self.dir, self.ports["redis"])[1]
+            pid = start_redis(self.dir, self.ports["redis"], self.secrets["REDIS_PASSWORD"])[1]
         elif name == "gunicorn":
             pid = start_app(self.dir, self.ports["app"],
                             {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url})
         else:
             pid = start_nginx(self.dir / "nginx", self.ports["http"], self.ports["app"],
-                              self.ports["redis"])
+                              self.ports["redis"], self.secrets["REDIS_PASSWORD"])
         (self.dir / f"{name}.pid").write_text(str(pid))
 
     def stop(self, name):

@@ -21,6 +21,8 @@ SERVICES = COMPOSE["services"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 TEMPLATE = stack.NGINX_TEMPLATE.read_text()
 TEMPLATE_VARS = set(re.findall(r"\$\{([A-Z_]+)\}", TEMPLATE))
+# Variables nginx passes from its environment to Lua (`env NAME;`): set, never rendered.
+NGINX_ENV = set(re.findall(r"^env ([A-Z_]+);", TEMPLATE, re.M))
 # Files the template includes from CONF_DIR: used as they are, never rendered.
 INCLUDED = re.findall(r"^\s*include \$\{CONF_DIR\}/(\S+);", TEMPLATE, re.M)
 MAPS = (stack.NGINX_TEMPLATE.parent / "maps.conf").read_text()
@@ -78,9 +80,9 @@ def test_app_address_agrees_across_compose_gunicorn_and_nginx():
     assert f"EXPOSE {bind_port}" in stage("app")
     health = " ".join(app["healthcheck"]["test"])
     assert f"http://127.0.0.1:{bind_port}/api/health" in health
-    redis_url = app["environment"]["REDIS_URL"]
-    assert redis_url == "redis://{REDIS_HOST}:{REDIS_PORT}/0".format(
-        **SERVICES["nginx"]["environment"])
+    redis_url = urlsplit(compose_value(app["environment"]["REDIS_URL"]))
+    nginx = SERVICES["nginx"]["environment"]
+    assert (redis_url.hostname, redis_url.port) == (nginx["REDIS_HOST"], int(nginx["REDIS_PORT"]))
 
 
 def test_nginx_healthcheck_asks_nginx_alone_with_a_tool_of_the_edge_image():
@@ -103,7 +105,23 @@ def test_compose_env_names_are_ones_the_code_reads():
         env = SERVICES[name]["environment"]
         assert set(env) <= config_names | GUNICORN_ENV, set(env) - config_names - GUNICORN_ENV
         assert "DATABASE_URL" in env
-    assert set(SERVICES["nginx"]["environment"]) <= TEMPLATE_VARS
+    assert set(SERVICES["nginx"]["environment"]) <= TEMPLATE_VARS | NGINX_ENV
+
+
+def test_redis_asks_everyone_for_the_one_password_which_nginx_never_renders():
+    redis = SERVICES["redis"]
+    command = redis["command"]
+    password = compose_value(command[command.index("--requirepass") + 1])
+    assert password == "REDIS_PASSWORD"
+    assert compose_value(redis["environment"]["REDISCLI_AUTH"]) == password
+    assert "PONG" in " ".join(redis["healthcheck"]["test"])  # redis-cli exits 0 on NOAUTH too
+    for name in ("migrate", "app"):
+        url = urlsplit(compose_value(SERVICES[name]["environment"]["REDIS_URL"]))
+        assert url.password == password and not url.username
+    assert compose_value(SERVICES["nginx"]["environment"]["REDIS_PASSWORD"]) == password
+    assert "REDIS_PASSWORD" in NGINX_ENV and "REDIS_PASSWORD" not in TEMPLATE_VARS
+    lua = (stack.NGINX_TEMPLATE.parent / "edge_cache.lua").read_text()
+    assert 'os.getenv("REDIS_PASSWORD")' in lua
 
 
 def test_compose_creates_the_app_role_and_only_migrate_holds_the_owners_url():

@@ -237,3 +237,22 @@ def test_app_sees_the_real_client_address_once_and_ignores_spoofed_ones(edge):
 def test_server_header_hides_the_nginx_version(edge):
     assert call(edge, "GET", "/api/health").header("Server") == "nginx"
     assert call(edge, "GET", "/api/nothing").header("Server") == "nginx"
+
+
+def test_redis_answers_noauth_to_a_client_without_the_password(edge):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", edge.ports["redis"]), timeout=2) as sock:
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        assert sock.recv(256).startswith(b"-NOAUTH")
+
+
+def test_both_caches_hit_through_the_password_protected_redis(edge):
+    url = f"/api/tasks/{new_task(edge)['id']}"
+    assert call(edge, "GET", url).header("X-Edge-Cache") == "MISS"  # both caches filled
+    assert call(edge, "GET", url, headers={"Cache-Control": "no-cache"}).header(
+        "X-App-Cache") == "HIT"
+    time.sleep(MICRO)
+    assert call(edge, "GET", url).header("X-Edge-Cache") == "HIT"
+    password = edge.secrets["REDIS_PASSWORD"]
+    assert password not in (edge.dir / "nginx" / "nginx.conf").read_text()  # from the env

@@ -20,6 +20,12 @@ local function connect()
     sock:settimeouts(TIMEOUT_MS, TIMEOUT_MS, TIMEOUT_MS)
     local ok, err = sock:connect(ngx.var.redis_host, tonumber(ngx.var.redis_port))
     if not ok then return nil, err end
+    -- A new connection logs in first (a pooled one already has); nginx.conf: env REDIS_PASSWORD;
+    local password = sock:getreusedtimes() == 0 and os.getenv("REDIS_PASSWORD") or ""
+    if password ~= "" then
+        sock:send({ "*2\r\n$4\r\nAUTH\r\n$", #password, "\r\n", password, "\r\n" })
+        if sock:receive("*l") ~= "+OK" then sock:close(); return nil, "redis: AUTH failed" end
+    end
     return sock
 end
 
