@@ -30,6 +30,7 @@ def create_app(test_config=None):
         pool=pool,
         redis=redis_client,
         cache=Cache(redis_client, config.CACHE_TTL),
+        api_tokens=tuple(token.encode() for token in config.api_tokens),
     )
     atexit.register(pool.close)
 

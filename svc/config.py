@@ -1,7 +1,12 @@
 """Configuration, read once from the environment."""
 
 import os
+import re
 from dataclasses import MISSING, dataclass, fields
+
+# RFC 6750's b64token: what `Authorization: Bearer <token>` can carry.
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+MIN_TOKEN_LENGTH = 16
 
 
 class ConfigError(RuntimeError):
@@ -21,6 +26,9 @@ class Config:
     DB_POOL_MAX: int = 10
     DB_POOL_TIMEOUT: float = 2.0
     LOG_LEVEL: str = "INFO"
+    # Comma-separated bearer tokens, any of which lets a request write (several: to rotate);
+    # empty: writes are open.
+    API_TOKENS: str = ""
 
     def __post_init__(self):
         """MIGRATE_DATABASE_URL defaults to DATABASE_URL: one role for both."""
@@ -47,8 +55,20 @@ class Config:
         config.check()
         return config
 
+    @property
+    def api_tokens(self):
+        """The tokens in API_TOKENS, in order; () when writes are open."""
+        return tuple(t for t in (t.strip() for t in self.API_TOKENS.split(",")) if t)
+
     def check(self):
         """Reject values that would only fail later, and less clearly."""
+        if self.API_TOKENS and not self.api_tokens:  # set, yet only commas or spaces
+            raise ConfigError("API_TOKENS holds no token")
+        for number, token in enumerate(self.api_tokens, 1):  # never echo a token
+            if not BEARER_TOKEN.fullmatch(token) or len(token) < MIN_TOKEN_LENGTH:
+                raise ConfigError(f"API_TOKENS: token {number} must be at least "
+                                  f"{MIN_TOKEN_LENGTH} characters of A-Z a-z 0-9 . _ ~ + / - "
+                                  "(then optional =)")
         if self.CACHE_TTL < 1:
             raise ConfigError("CACHE_TTL must be at least 1 second")
         if not 1 <= self.DB_POOL_MIN <= self.DB_POOL_MAX:

@@ -1,7 +1,8 @@
 """GET /api/openapi.json: the OpenAPI 3.1 document, derived from what the code declares.
 
 Fields and query parameters come from resource.py, each operation's problem statuses from its
-handler's @answers, its summary from the handler's docstring.
+handler's @answers, its summary from the handler's docstring; with API_TOKENS set, the bearer
+scheme and a 401 go on every handler marked @requires_token (access.py).
 """
 
 from flask import Blueprint, current_app
@@ -13,6 +14,7 @@ bp = Blueprint("openapi", __name__, url_prefix="/api")
 
 PROBLEMS = {
     400: "Malformed JSON, empty body, not an object, invalid UTF-8, bad query parameters.",
+    401: "No bearer token, or not a valid one (WWW-Authenticate says which); nothing changed.",
     404: "No such task, or an id that is not a positive int64.",
     409: "The change conflicts with a constraint.",
     412: "If-Match matches no current ETag of the task; nothing changed.",
@@ -29,6 +31,15 @@ def _ref(kind, name):
 
 def _json_content(schema):
     return {"application/json": {"schema": schema}}
+
+
+# Headers a problem response carries, by status.
+PROBLEM_HEADERS = {
+    401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"},
+                               "description": 'Bearer realm="tasks-svc", with '
+                                              'error="invalid_token" for a wrong token.'}},
+    503: {"Retry-After": _ref("headers", "RetryAfter")},
+}
 
 
 def _field_schema(field):
@@ -80,11 +91,15 @@ _ID = {"name": "id", "in": "path", "required": True,
 
 def build(app):
     """The OpenAPI document of `app`'s routes, as a dict."""
+    tokens = bool(app.extensions["api_tokens"])
 
     def op(endpoint, responses, **spec):
         view = app.view_functions[endpoint]
-        problems = {str(s): _ref("responses", f"Problem{s}")
-                    for s in getattr(view, "problem_statuses", ())}
+        statuses = getattr(view, "problem_statuses", ())
+        if tokens and getattr(view, "requires_token", False):
+            statuses = (401, *statuses)
+            spec["security"] = [{"bearerToken": []}]
+        problems = {str(s): _ref("responses", f"Problem{s}") for s in statuses}
         summary = (view.__doc__ or "").strip().splitlines()[0]
         return {"operationId": view.__name__, "summary": summary, **spec,
                 "responses": {**responses, **problems}}
@@ -180,11 +195,14 @@ def build(app):
             "responses": {
                 f"Problem{status}": {
                     "description": PROBLEMS[status],
-                    "headers": ({"Retry-After": _ref("headers", "RetryAfter")}
-                                if status == 503 else {}),
+                    "headers": PROBLEM_HEADERS.get(status, {}),
                     "content": {"application/problem+json": {
                         "schema": _ref("schemas", "Problem")}}}
                 for status in used},
+            **({"securitySchemes": {"bearerToken": {
+                "type": "http", "scheme": "bearer",
+                "description": "One of the tokens in the server's API_TOKENS; writes only."}}}
+               if tokens else {}),
         },
     }
 

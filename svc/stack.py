@@ -201,6 +201,7 @@ def start_redis(state_dir, port, password=None):
 def start_app(state_dir, port, env):
     """Start gunicorn with conf/gunicorn.conf.py on 127.0.0.1:`port`; returns its master PID."""
     # Two workers unless the caller's WEB_CONCURRENCY says otherwise: enough on a laptop.
+    # The caller's environment passes through (API_TOKENS, GUNICORN_THREADS, ...).
     env = {"WEB_CONCURRENCY": "2", **os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", **env}
     proc = _spawn([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "conf" / "gunicorn.conf.py"),
                    "svc.wsgi:app"], Path(state_dir) / "gunicorn.log", env)

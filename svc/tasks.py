@@ -3,6 +3,7 @@
 from flask import Blueprint, current_app, request, url_for
 
 from . import represent, store, validation
+from .access import requires_token
 from .errors import ApiError, answers
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
@@ -77,6 +78,7 @@ def list_tasks():
 
 @bp.post("")
 @answers(400, 409, 413, 415, 422, 503)
+@requires_token
 def create_task():
     """Create a task."""
     fields = validation.task_fields(validation.json_body(), partial=False)
@@ -98,6 +100,7 @@ def get_task(raw_id):
 
 @bp.put("/<raw_id>")
 @answers(400, 404, 409, 412, 413, 415, 422, 503)
+@requires_token
 def replace_task(raw_id):
     """Replace a task; absent fields go back to their defaults."""
     return _update(raw_id, partial=False)
@@ -105,6 +108,7 @@ def replace_task(raw_id):
 
 @bp.patch("/<raw_id>")
 @answers(400, 404, 409, 412, 413, 415, 422, 503)
+@requires_token
 def patch_task(raw_id):
     """Change some fields of a task."""
     return _update(raw_id, partial=True)
@@ -121,6 +125,7 @@ def _update(raw_id, partial):
 
 @bp.delete("/<raw_id>")
 @answers(404, 412, 503)
+@requires_token
 def delete_task(raw_id):
     """Delete a task."""
     task_id = validation.task_id(raw_id)

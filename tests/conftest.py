@@ -4,14 +4,12 @@ hooks (exactly one kind marker per test; in CI, no skipped test)."""
 import io
 import os
 import secrets
-import tempfile
-from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 
-from helpers import close_app, make_app
+from helpers import close_app, gunicorn_for, make_app
 from servers import choose, from_env_or
 from svc import stack
 from svc.admin import migrate
@@ -72,12 +70,8 @@ def app(config):
 @pytest.fixture(scope="session")
 def gunicorn(config):
     """A real gunicorn with conf/gunicorn.conf.py on a free port: (base URL, its log file)."""
-    state = Path(tempfile.mkdtemp(prefix="tasks-svc-gunicorn-"))
-    port = stack.free_port()
-    pid = stack.start_app(state, port, {"DATABASE_URL": config.DATABASE_URL,
-                                        "REDIS_URL": config.REDIS_URL})
-    yield f"http://127.0.0.1:{port}", state / "gunicorn.log"
-    stack.stop_pid(pid)
+    with gunicorn_for(config) as served:
+        yield served
 
 
 @pytest.fixture

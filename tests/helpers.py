@@ -1,13 +1,17 @@
-"""Helpers that test modules import: an app of their own, gunicorn's access log, HTTP to nginx.
+"""Helpers that test modules import: an app or a gunicorn of their own, gunicorn's access log,
+HTTP to nginx.
 
 Fixtures live in conftest.py; the servers behind them in servers.py.
 """
 
+import contextlib
 import http.client
 import json
+import tempfile
+from pathlib import Path
 
 from svc import create_app
-from svc.stack import wait_for
+from svc.stack import free_port, start_app, stop_pid, wait_for
 
 
 def make_app(config, **overrides):
@@ -20,6 +24,20 @@ def close_app(app):
     """Release the app's pool and Redis connections."""
     app.extensions["pool"].close()
     app.extensions["redis"].close()
+
+
+@contextlib.contextmanager
+def gunicorn_for(config, **env):
+    """A real gunicorn with conf/gunicorn.conf.py for `config` (plus `env`) on a free port:
+    (base URL, its log file)."""
+    state = Path(tempfile.mkdtemp(prefix="tasks-svc-gunicorn-"))
+    port = free_port()
+    pid = start_app(state, port, {"DATABASE_URL": config.DATABASE_URL,
+                                  "REDIS_URL": config.REDIS_URL, **env})
+    try:
+        yield f"http://127.0.0.1:{port}", state / "gunicorn.log"
+    finally:
+        stop_pid(pid)
 
 
 def access_log_line(log, request_id):
