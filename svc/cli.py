@@ -5,7 +5,7 @@ import sys
 
 import psycopg
 
-from .admin import migrate, seed
+from .admin import NotOwner, migrate, seed
 from .config import Config, ConfigError
 
 try:
@@ -57,9 +57,7 @@ def main(argv=None):
     except psycopg.OperationalError as exc:
         print(f"error: cannot reach PostgreSQL: {str(exc).strip()}", file=sys.stderr)
         return 1
-    except psycopg.errors.InsufficientPrivilege as exc:
-        hint = " (migrate runs as the schema owner: MIGRATE_DATABASE_URL)" * (
-            args.command == "migrate")
-        print(f"error: PostgreSQL refused: {str(exc).strip()}{hint}", file=sys.stderr)
+    except NotOwner as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -13,7 +13,7 @@ RECONNECT_TIMEOUT = 5.0
 HEADER = re.compile(r"-- name: (?P<name>[a-z_]+) :(?P<shape>[a-z]+)\n-- (?P<doc>\S.*)\n")
 # Every query the code runs; start-up fails if one is missing.
 REQUIRED = ("get_task", "list_tasks", "list_tasks_by_done", "create_task", "update_task",
-            "delete_task", "seed_tasks", "ping_database")
+            "delete_task", "seed_tasks", "ping_database", "can_create_tables")
 
 
 class SqlFileError(RuntimeError):
