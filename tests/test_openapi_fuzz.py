@@ -20,10 +20,10 @@ def gunicorn_with_token(config):
         yield base
 
 
-def fuzz(base_url, token=None):
+def fuzz(base_url, *options, token=None):
     """A short fixed-seed run of every check; `make fuzz` runs a long random one."""
-    result = subprocess.run(st_command(base_url, max_examples=15, seed=20261129, token=token),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([*st_command(base_url, max_examples=15, seed=20261129, token=token),
+                             *options], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:]
     assert "No issues found" in result.stdout
 
@@ -34,4 +34,6 @@ def test_every_generated_request_gets_a_documented_answer_and_no_server_error(gu
 
 def test_with_write_tokens_writes_without_one_are_refused_as_documented(
         gunicorn_with_token, db):
-    fuzz(gunicorn_with_token, token=TOKEN)
+    # The writes only: reads do not change with a token, and the run above covers them.
+    fuzz(gunicorn_with_token, "--include-method-regex", "^(POST|PUT|PATCH|DELETE)$",
+         token=TOKEN)
