@@ -48,12 +48,24 @@ def make_redis(url):
     )
 
 
+class Observer:
+    """What a Cache reports; this one ignores it. The app's metrics (svc/metrics.py) have the
+    same two methods and count."""
+
+    def lookup(self, hit):
+        """A read_through answered from Redis (hit) or by its loader (miss)."""
+
+    def redis_error(self):
+        """A Redis command failed."""
+
+
 class Cache:
     """Read-through caching of response bytes; any Redis error degrades to a cache miss."""
 
-    def __init__(self, client, ttl):
+    def __init__(self, client, ttl, observer=None):
         self.client = client
         self.ttl = ttl
+        self.observer = observer or Observer()
         self._skip_until = 0.0
         self._unlock = client.register_script(UNLOCK)
 
@@ -63,6 +75,12 @@ class Cache:
         The key embeds the write generation, so a value loaded before a write is stored under
         a generation no reader asks for after it. A loader returning None is not cached.
         """
+        value, hit = self._read_through(key, ttl, loader)
+        self.observer.lookup(hit)
+        return value, hit
+
+    def _read_through(self, key, ttl, loader):
+        """read_through's work, unreported."""
         try:
             if self.available():
                 gen = self.client.get(GEN_KEY) or b"0"
@@ -132,6 +150,7 @@ class Cache:
         return time.monotonic() >= self._skip_until
 
     def _failed(self, exc):
+        self.observer.redis_error()
         if self._skip_until == 0.0:  # log the first error of an outage, not one per request
             log.warning("redis unavailable, serving from PostgreSQL: %s", exc)
         self._skip_until = time.monotonic() + RETRY_AFTER_S

@@ -29,6 +29,10 @@ class Config:
     # Comma-separated bearer tokens, any of which lets a request write (several: to rotate);
     # empty: writes are open.
     API_TOKENS: str = ""
+    # A folder for prometheus-client's multiprocess mode (gunicorn: one file set per worker).
+    # The library reads the variable itself, when imported: set it in the environment before
+    # the process starts. Empty: the app's own registry, for one process.
+    PROMETHEUS_MULTIPROC_DIR: str = ""
 
     def __post_init__(self):
         """MIGRATE_DATABASE_URL defaults to DATABASE_URL: one role for both."""

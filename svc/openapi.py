@@ -140,6 +140,11 @@ def build(app):
                         requestBody=_ref("requestBodies", "TaskPatch")),
             "delete": op("tasks.delete_task", {"204": {"description": "Deleted."}},
                          parameters=[_IF_MATCH])},
+        "/metrics": {"get": op("metrics.get_metrics", {
+            "200": {"description": "Prometheus text (OpenMetrics if Accept asks for it). "
+                                   "Served to the backend network only: nginx answers 404.",
+                    "content": {media: {"schema": {"type": "string"}} for media in (
+                        "text/plain", "application/openmetrics-text")}}})},
         "/api/openapi.json": {"get": op("openapi.openapi", {
             "200": {"description": "OpenAPI 3.1.",
                     "content": _json_content({"type": "object"})}})},

@@ -202,7 +202,9 @@ def start_app(state_dir, port, env):
     """Start gunicorn with conf/gunicorn.conf.py on 127.0.0.1:`port`; returns its master PID."""
     # Two workers unless the caller's WEB_CONCURRENCY says otherwise: enough on a laptop.
     # The caller's environment passes through (API_TOKENS, GUNICORN_THREADS, ...).
-    env = {"WEB_CONCURRENCY": "2", **os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", **env}
+    # Metrics files of its own (conf/gunicorn.conf.py empties the folder at start).
+    env = {"WEB_CONCURRENCY": "2", **os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}",
+           "PROMETHEUS_MULTIPROC_DIR": str(Path(state_dir) / "prometheus"), **env}
     proc = _spawn([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "conf" / "gunicorn.conf.py"),
                    "svc.wsgi:app"], Path(state_dir) / "gunicorn.log", env)
     wait_for(lambda: proc.poll() is None and _http_ok(f"http://127.0.0.1:{port}/api/health"),

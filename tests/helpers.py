@@ -1,5 +1,5 @@
 """Helpers that test modules import: an app or a gunicorn of their own, gunicorn's access log,
-HTTP to nginx.
+HTTP to nginx, Prometheus samples.
 
 Fixtures live in conftest.py; the servers behind them in servers.py.
 """
@@ -9,6 +9,8 @@ import http.client
 import json
 import tempfile
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from svc import create_app
 from svc.stack import free_port, start_app, stop_pid, wait_for
@@ -85,3 +87,15 @@ def new_task(stack, title="edge"):
     reply = call(stack, "POST", "/api/tasks", {"title": title})
     assert reply.status == 201, reply.body
     return reply.json()
+
+
+def samples(text):
+    """Prometheus text as {(sample name, frozenset of label pairs): value}."""
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def moved(before, after, name, **labels):
+    """How far one sample moved between two scrapes (absent: 0)."""
+    key = (name, frozenset(labels.items()))
+    return after.get(key, 0) - before.get(key, 0)
