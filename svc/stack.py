@@ -230,13 +230,15 @@ def nginx_binary():
     return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def start_nginx(state_dir, port, app_port, redis_port, redis_password=None):
-    """Start nginx in the foreground of a detached process; returns its master PID.
+def start_nginx(state_dir, port, app_port, redis_port, metrics_port, redis_password=None):
+    """Start nginx in the foreground of a detached process; returns its master PID. Its
+    metrics listener (METRICS_LISTEN) is on loopback, like everything here.
 
     The Redis password reaches the Lua client through the environment (`env REDIS_PASSWORD;`),
     never through the rendered file.
     """
     conf = render_nginx(state_dir, {"LISTEN": f"127.0.0.1:{port}",
+                                    "METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
                                     "APP_UPSTREAM": f"127.0.0.1:{app_port}",
                                     "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port)})
     # A killed nginx leaves its socket behind, and then cannot bind it again.
@@ -312,7 +314,8 @@ class Stack:
         self.down()  # a half-started stack from before: clear it
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)  # postgres and nginx workers run as other users
-        self.ports.update(postgres=free_port(), redis=free_port(), app=free_port())
+        self.ports.update(postgres=free_port(), redis=free_port(), app=free_port(),
+                          metrics=free_port())
         self.ports_file.write_text(json.dumps(self.ports))
         self.secrets = {name: os.environ.get(name) or secrets.token_hex(16) for name in SECRETS}
         self.secrets_file.touch(mode=0o600)
@@ -341,7 +344,8 @@ class Stack:
                             {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url})
         else:
             pid = start_nginx(self.dir / "nginx", self.ports["http"], self.ports["app"],
-                              self.ports["redis"], self.secrets["REDIS_PASSWORD"])
+                              self.ports["redis"], self.ports["metrics"],
+                              self.secrets["REDIS_PASSWORD"])
         (self.dir / f"{name}.pid").write_text(str(pid))
 
     def stop(self, name):
@@ -374,6 +378,9 @@ def main(action):
             stack.down()
             return 1
         print(f"{'already up' if was_running else 'up'}: {url}  (try: curl -s {url}/api/tasks)")
+        if "metrics" in stack.ports:  # not in a stack an older checkout started
+            print(f"metrics: http://127.0.0.1:{stack.ports['app']}/metrics (app), "
+                  f"http://127.0.0.1:{stack.ports['metrics']}/metrics (nginx)")
     elif action == "down":
         stack.down()
         print("down")

@@ -68,6 +68,7 @@ def test_only_nginx_publishes_a_port_and_it_is_the_one_nginx_listens_on():
     host, container = mapping.rsplit(":", 1)
     assert host == "${HTTP_PORT:-80}"
     assert SERVICES["nginx"]["environment"]["LISTEN"] == container
+    assert SERVICES["nginx"]["environment"]["METRICS_LISTEN"] != container  # internal only
     assert f"EXPOSE {container}" in stage("edge")
     assert COMPOSE["networks"]["backend"]["internal"] is True
 
@@ -193,7 +194,8 @@ def test_included_nginx_files_need_no_rendering_and_ship_in_the_edge_image():
 
 def test_local_stack_fills_every_template_variable(tmp_path):
     conf = stack.render_nginx(tmp_path, {"LISTEN": "127.0.0.1:1", "APP_UPSTREAM": "127.0.0.1:2",
-                                         "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "3"})
+                                         "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "3",
+                                         "METRICS_LISTEN": "127.0.0.1:4"})
     text = conf.read_text()
     includes = re.findall(r"^\s*include (\S+);", text, re.M)
     assert len(includes) == len(INCLUDED)
