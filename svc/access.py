@@ -18,6 +18,7 @@ def requires_token(view):
     """
     @wraps(view)
     def guarded(*args, **kwargs):
+        """`view`, behind the token check."""
         tokens = current_app.extensions["api_tokens"]
         if tokens:
             _check(tokens)

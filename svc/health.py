@@ -1,4 +1,4 @@
-"""Probes: GET /api/health (readiness: a status report) and GET /api/live (liveness); never cached."""
+"""Probes, never cached: GET /api/health (readiness, a status report), GET /api/live (liveness)."""
 
 from flask import Blueprint, current_app
 
@@ -23,5 +23,5 @@ def health():
 
 @bp.get("/live")
 def live():
-    """The process answers; touches neither PostgreSQL nor Redis, so their outage restarts nothing."""
+    """The process answers; asks neither PostgreSQL nor Redis: their outage restarts nothing."""
     return {"status": "alive"}, 200, {"Cache-Control": "no-store"}

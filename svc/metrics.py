@@ -77,6 +77,7 @@ class Metrics:
             return  # one process: the scrape itself reads the pool
 
         def loop():
+            """Until the pool closes with the worker."""
             while not pool.closed:
                 self.observe_pool(pool)
                 time.sleep(POOL_EVERY_S)

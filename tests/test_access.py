@@ -29,6 +29,7 @@ def guarded(guarded_app, db, rds):
 
 
 def bearer(token):
+    """The Authorization header for `token`."""
     return {"Authorization": f"Bearer {token}"}
 
 

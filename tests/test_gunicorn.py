@@ -64,11 +64,14 @@ def scrape(base):
 
 
 def pool_connections(base):
+    """The pooled connections of every worker, as one scrape adds them up."""
     return scrape(base)[("tasks_db_pool_connections", frozenset())]
 
 
 def worker_pids(folder):
-    return {int(m[1]) for p in os.listdir(folder) if (m := re.fullmatch(r"gauge_livesum_(\d+)\.db", p))}
+    """Workers that have live gauge files in the metrics folder."""
+    files = (re.fullmatch(r"gauge_livesum_(\d+)\.db", name) for name in os.listdir(folder))
+    return {int(m[1]) for m in files if m}
 
 
 def test_gunicorn_empties_the_metrics_folder_before_workers_start(metered):
