@@ -6,7 +6,7 @@ from dataclasses import asdict
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cursor, db, docs, errors, health, logs, openapi, represent, tasks
+from . import cursor, db, docs, errors, health, logs, metrics, openapi, represent, tasks
 from .cache import Cache, make_redis
 from .config import Config
 from .janitor import Janitor
@@ -25,20 +25,24 @@ def create_app(test_config=None):
     # Made here, in the worker after gunicorn forks: a pool must not cross a fork.
     pool = db.make_pool(config)
     redis_client = make_redis(config.REDIS_URL)
+    app_metrics = metrics.Metrics(config.PROMETHEUS_MULTIPROC_DIR)
     app.extensions.update(
         config=config,
         queries=queries,
         pool=pool,
         redis=redis_client,
-        cache=Cache(redis_client, config.CACHE_TTL),
+        metrics=app_metrics,
+        cache=Cache(redis_client, config.CACHE_TTL, observer=app_metrics),
+        api_tokens=tuple(token.encode() for token in config.api_tokens),
         cursor_key=cursor.key(config),
     )
     atexit.register(pool.close)
 
+    metrics.init_app(app, app_metrics)  # first: its clock starts before the other hooks run
     app.before_request(logs.assign_request_id)
     app.after_request(logs.echo_request_id)
     errors.init_app(app)
-    for blueprint in (tasks.bp, health.bp, openapi.bp, docs.bp):
+    for blueprint in (tasks.bp, health.bp, openapi.bp, docs.bp, metrics.bp):
         app.register_blueprint(blueprint)
     app.extensions["openapi"] = represent.dumps(openapi.build(app))
     app.extensions["janitor"] = janitor = Janitor(app)

@@ -55,12 +55,24 @@ def make_redis(url):
     )
 
 
+class Observer:
+    """What a Cache reports; this one ignores it. The app's metrics (svc/metrics.py) have the
+    same two methods and count."""
+
+    def lookup(self, hit):
+        """A read_through answered from Redis (hit) or by its loader (miss)."""
+
+    def redis_error(self):
+        """A Redis command failed."""
+
+
 class Cache:
     """Read-through caching of response bytes; any Redis error degrades to a cache miss."""
 
-    def __init__(self, client, ttl):
+    def __init__(self, client, ttl, observer=None):
         self.client = client
         self.ttl = ttl
+        self.observer = observer or Observer()
         self._skip_until = 0.0
         # After a Redis error or a bump Redis did not take, this worker cannot vouch for what
         # Redis holds: it reads nothing from it until the janitor has found no unpaid bump.
@@ -76,6 +88,12 @@ class Cache:
         is stored under the generation read before loading, so a value loaded before a write is
         stored where no reader looks after it.
         """
+        value, hit = self._read_through(scope, what, ttl, loader)
+        self.observer.lookup(hit)
+        return value, hit
+
+    def _read_through(self, scope, what, ttl, loader):
+        """read_through's work, unreported."""
         try:
             if self.available() and not self.suspect:
                 key, value = self._generations(args=["read", "app", scope, what])
@@ -154,6 +172,7 @@ class Cache:
 
     def _failed(self, exc):
         self.suspect = True
+        self.observer.redis_error()
         if self._skip_until == 0.0:  # log the first error of an outage, not one per request
             log.warning("redis unavailable, serving from PostgreSQL: %s", exc)
         self._skip_until = time.monotonic() + RETRY_AFTER_S

@@ -5,7 +5,7 @@ import sys
 
 import psycopg
 
-from .admin import migrate, seed
+from .admin import NotOwner, migrate, seed
 from .config import Config, ConfigError
 
 try:
@@ -56,5 +56,8 @@ def main(argv=None):
             seed(config, args.count, args.if_empty)
     except psycopg.OperationalError as exc:
         print(f"error: cannot reach PostgreSQL: {str(exc).strip()}", file=sys.stderr)
+        return 1
+    except NotOwner as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,7 +1,12 @@
 """Configuration, read once from the environment."""
 
 import os
+import re
 from dataclasses import MISSING, dataclass, fields
+
+# RFC 6750's b64token: what `Authorization: Bearer <token>` can carry.
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+MIN_TOKEN_LENGTH = 16
 
 
 class ConfigError(RuntimeError):
@@ -12,7 +17,9 @@ class ConfigError(RuntimeError):
 class Config:
     """Settings for the app and the CLI; names match the environment variables."""
 
-    DATABASE_URL: str
+    DATABASE_URL: str  # the app's role: reads and writes rows, owns nothing
+    # The schema owner that `python -m svc migrate` connects as; empty: DATABASE_URL.
+    MIGRATE_DATABASE_URL: str = ""
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
     CACHE_TTL: int = 60
     DB_POOL_MIN: int = 2
@@ -22,6 +29,18 @@ class Config:
     IDEMPOTENCY_TTL: int = 86_400  # seconds an Idempotency-Key's response is kept
     # Signs list cursors; the same on every app node. Empty: derived from DATABASE_URL.
     CURSOR_SECRET: str = ""
+    # Comma-separated bearer tokens, any of which lets a request write (several: to rotate);
+    # empty: writes are open.
+    API_TOKENS: str = ""
+    # A folder for prometheus-client's multiprocess mode (gunicorn: one file set per worker).
+    # The library reads the variable itself, when imported: set it in the environment before
+    # the process starts. Empty: the app's own registry, for one process.
+    PROMETHEUS_MULTIPROC_DIR: str = ""
+
+    def __post_init__(self):
+        """MIGRATE_DATABASE_URL defaults to DATABASE_URL: one role for both."""
+        if not self.MIGRATE_DATABASE_URL:
+            object.__setattr__(self, "MIGRATE_DATABASE_URL", self.DATABASE_URL)
 
     @classmethod
     def from_env(cls, environ=None, **overrides):
@@ -43,8 +62,20 @@ class Config:
         config.check()
         return config
 
+    @property
+    def api_tokens(self):
+        """The tokens in API_TOKENS, in order; () when writes are open."""
+        return tuple(t for t in (t.strip() for t in self.API_TOKENS.split(",")) if t)
+
     def check(self):
         """Reject values that would only fail later, and less clearly."""
+        if self.API_TOKENS and not self.api_tokens:  # set, yet only commas or spaces
+            raise ConfigError("API_TOKENS holds no token")
+        for number, token in enumerate(self.api_tokens, 1):  # never echo a token
+            if not BEARER_TOKEN.fullmatch(token) or len(token) < MIN_TOKEN_LENGTH:
+                raise ConfigError(f"API_TOKENS: token {number} must be at least "
+                                  f"{MIN_TOKEN_LENGTH} characters of A-Z a-z 0-9 . _ ~ + / - "
+                                  "(then optional =)")
         if self.CACHE_TTL < 1:
             raise ConfigError("CACHE_TTL must be at least 1 second")
         if not 1 <= self.DB_POOL_MIN <= self.DB_POOL_MAX:

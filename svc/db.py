@@ -15,8 +15,8 @@ RECONNECT_TIMEOUT = 5.0
 HEADER = re.compile(r"-- name: (?P<name>[a-z_]+) :(?P<shape>[a-z]+)\n-- (?P<doc>\S.*)\n")
 # Every query the code runs; start-up fails if one is missing.
 REQUIRED = ("get_task", "list_tasks", "count_tasks", "create_task", "create_tasks",
-            "update_task", "delete_task", "seed_tasks", "ping_database", "create_cache_debt",
-            "list_cache_debts", "delete_cache_debt", "lock_idempotency_key",
+            "update_task", "delete_task", "seed_tasks", "ping_database", "can_create_tables",
+            "create_cache_debt", "list_cache_debts", "delete_cache_debt", "lock_idempotency_key",
             "get_idempotency_key", "create_idempotency_key", "delete_expired_idempotency_keys")
 SLOT = re.compile(r"[a-z_]+")
 

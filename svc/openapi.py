@@ -1,7 +1,8 @@
 """GET /api/openapi.json: the OpenAPI 3.1 document, derived from what the code declares.
 
 Fields and query parameters come from resource.py, each operation's problem statuses from its
-handler's @answers, its summary from the handler's docstring.
+handler's @answers, its summary from the handler's docstring; with API_TOKENS set, the bearer
+scheme and a 401 go on every handler marked @requires_token (access.py).
 """
 
 from flask import Blueprint, current_app
@@ -14,6 +15,7 @@ bp = Blueprint("openapi", __name__, url_prefix="/api")
 
 PROBLEMS = {
     400: "Malformed JSON, empty body, not an object, invalid UTF-8, bad query parameters.",
+    401: "No bearer token, or not a valid one (WWW-Authenticate says which); nothing changed.",
     404: "No such task, or an id that is not a positive int64.",
     409: "The change conflicts with a constraint, or a request with the same Idempotency-Key "
          "is still in progress (retry after Retry-After seconds).",
@@ -33,6 +35,15 @@ def _ref(kind, name):
 
 def _json_content(schema):
     return {"application/json": {"schema": schema}}
+
+
+# Headers a problem response carries, by status.
+PROBLEM_HEADERS = {
+    401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"},
+                               "description": 'Bearer realm="tasks-svc", with '
+                                              'error="invalid_token" for a wrong token.'}},
+    503: {"Retry-After": _ref("headers", "RetryAfter")},
+}
 
 
 def _field_schema(field):
@@ -119,11 +130,15 @@ def _replayable(response):
 
 def build(app):
     """The OpenAPI document of `app`'s routes, as a dict."""
+    tokens = bool(app.extensions["api_tokens"])
 
     def op(endpoint, responses, **spec):
         view = app.view_functions[endpoint]
-        problems = {str(s): _ref("responses", f"Problem{s}")
-                    for s in getattr(view, "problem_statuses", ())}
+        statuses = getattr(view, "problem_statuses", ())
+        if tokens and getattr(view, "requires_token", False):
+            statuses = (401, *statuses)
+            spec["security"] = [{"bearerToken": []}]
+        problems = {str(s): _ref("responses", f"Problem{s}") for s in statuses}
         if getattr(view, "idempotent", False):
             spec["parameters"] = [*spec.get("parameters", ()), _IDEMPOTENCY_KEY]
             responses = {code: _replayable(r) if code.startswith("2") else r
@@ -139,6 +154,9 @@ def build(app):
             "503": {"description": "PostgreSQL is down.",
                     "headers": {"Retry-After": _ref("headers", "RetryAfter")},
                     "content": _json_content(_ref("schemas", "Health"))}})},
+        "/api/live": {"get": op("health.live", {
+            "200": {"description": "The process answers (PostgreSQL and Redis are not asked).",
+                    "content": _json_content(_ref("schemas", "Live"))}})},
         "/api/tasks": {
             "get": op("tasks.list_tasks", {
                 "200": {"description": "A page; `next` is null on the last page.",
@@ -180,6 +198,11 @@ def build(app):
                         requestBody=_ref("requestBodies", "TaskPatch")),
             "delete": op("tasks.delete_task", {"204": {"description": "Deleted."}},
                          parameters=[_IF_MATCH])},
+        "/metrics": {"get": op("metrics.get_metrics", {
+            "200": {"description": "Prometheus text (OpenMetrics if Accept asks for it). "
+                                   "Served to the backend network only: nginx answers 404.",
+                    "content": {media: {"schema": {"type": "string"}} for media in (
+                        "text/plain", "application/openmetrics-text")}}})},
         "/api/openapi.json": {"get": op("openapi.openapi", {
             "200": {"description": "OpenAPI 3.1.",
                     "content": _json_content({"type": "object"})}})},
@@ -217,6 +240,8 @@ def build(app):
                            "properties": {"status": {"enum": ["ok", "degraded", "down"]},
                                           "postgres": {"enum": ["ok", "down"]},
                                           "redis": {"enum": ["ok", "down"]}}},
+                "Live": {"type": "object", "required": ["status"],
+                         "properties": {"status": {"const": "alive"}}},
                 "Problem": {"type": "object", "required": ["type", "title", "status", "detail"],
                             "properties": {
                                 "type": {"type": "string"}, "title": {"type": "string"},
@@ -240,11 +265,14 @@ def build(app):
             "responses": {
                 f"Problem{status}": {
                     "description": PROBLEMS[status],
-                    "headers": ({"Retry-After": _ref("headers", "RetryAfter")}
-                                if status == 503 else {}),
+                    "headers": PROBLEM_HEADERS.get(status, {}),
                     "content": {"application/problem+json": {
                         "schema": _ref("schemas", "Problem")}}}
                 for status in used},
+            **({"securitySchemes": {"bearerToken": {
+                "type": "http", "scheme": "bearer",
+                "description": "One of the tokens in the server's API_TOKENS; writes only."}}}
+               if tokens else {}),
         },
     }
 

@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -19,6 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from .admin import migrate, seed
 from .config import Config
 
@@ -26,6 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 STACK_DIR = ROOT / ".stack"
 NGINX_TEMPLATE = ROOT / "conf" / "nginx" / "nginx.conf"
 NGINX_USER = "nobody"  # nginx workers' user when the master runs as root
+APP_ROLE = "tasks_app"  # the app's PostgreSQL login, as in compose and conf/k8s
+ROLE_SCRIPT = ROOT / "conf" / "db-app-role.sh"  # compose's init script, run here too
+# Passwords of the stack: from the environment if set there, else new ones for each `up`.
+SECRETS = ("APP_DB_PASSWORD", "REDIS_PASSWORD")
 
 
 class StackError(RuntimeError):
@@ -144,6 +151,22 @@ def start_postgres(data_dir, port):
     return f"postgresql://postgres@127.0.0.1:{port}/tasks"
 
 
+def create_app_role(owner_url, role, password):
+    """Create (or re-password) the login `role` with conf/db-app-role.sh, connecting as the
+    owner in `owner_url`; returns the conninfo string that logs in as `role`."""
+    params = conninfo_to_dict(owner_url)
+    env = {**os.environ, "PATH": f"{Path(pg_bin('psql')).parent}:{os.environ.get('PATH', '')}",
+           "POSTGRES_USER": params.get("user", ""), "POSTGRES_DB": params.get("dbname", ""),
+           "APP_DB_USER": role, "APP_DB_PASSWORD": password}
+    for key, name in (("host", "PGHOST"), ("port", "PGPORT"), ("password", "PGPASSWORD")):
+        if params.get(key):
+            env[name] = str(params[key])
+    result = subprocess.run(["sh", str(ROLE_SCRIPT)], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError(f"{ROLE_SCRIPT.name} failed: {result.stderr.strip()}")
+    return make_conninfo(owner_url, user=role, password=password)
+
+
 def postgres_pid(data_dir):
     """The postmaster's PID from its pid file, or None."""
     try:
@@ -161,17 +184,20 @@ def stop_postgres(data_dir):
 
 # Redis -----------------------------------------------------------------------------------
 
-def start_redis(state_dir, port, persistent=False):
-    """Start redis-server on 127.0.0.1:`port`, memory-only unless `persistent` (then every
-    write goes to an fsynced append-only file in `state_dir`, and a restart brings it all
-    back); returns (URL, PID)."""
+def start_redis(state_dir, port, password=None, persistent=False):
+    """Start redis-server on 127.0.0.1:`port`, asking clients for `password` if given, and
+    memory-only unless `persistent` (then every write goes to an fsynced append-only file in
+    `state_dir`, and a restart brings it all back); returns (URL, PID), the URL carrying the
+    password."""
     redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    auth = ["--requirepass", password] if password else []
     persistence = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else [
         "--appendonly", "no"]
     proc = _spawn([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                   *persistence, "--dir", str(state_dir)], Path(state_dir) / "redis.log")
+                   *persistence, "--dir", str(state_dir), *auth],
+                  Path(state_dir) / "redis.log")
     wait_for(lambda: proc.poll() is None and _port_open(port), f"redis-server on port {port}")
-    return f"redis://127.0.0.1:{port}/0", proc.pid
+    return f"redis://{f':{password}@' if password else ''}127.0.0.1:{port}/0", proc.pid
 
 
 # gunicorn and nginx ----------------------------------------------------------------------
@@ -179,7 +205,10 @@ def start_redis(state_dir, port, persistent=False):
 def start_app(state_dir, port, env):
     """Start gunicorn with conf/gunicorn.conf.py on 127.0.0.1:`port`; returns its master PID."""
     # Two workers unless the caller's WEB_CONCURRENCY says otherwise: enough on a laptop.
-    env = {"WEB_CONCURRENCY": "2", **os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", **env}
+    # The caller's environment passes through (API_TOKENS, GUNICORN_THREADS, ...).
+    # Metrics files of its own (conf/gunicorn.conf.py empties the folder at start).
+    env = {"WEB_CONCURRENCY": "2", **os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}",
+           "PROMETHEUS_MULTIPROC_DIR": str(Path(state_dir) / "prometheus"), **env}
     proc = _spawn([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "conf" / "gunicorn.conf.py"),
                    "svc.wsgi:app"], Path(state_dir) / "gunicorn.log", env)
     wait_for(lambda: proc.poll() is None and _http_ok(f"http://127.0.0.1:{port}/api/health"),
@@ -205,15 +234,22 @@ def nginx_binary():
     return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def start_nginx(state_dir, port, app_port, redis_port):
-    """Start nginx in the foreground of a detached process; returns its master PID."""
+def start_nginx(state_dir, port, app_port, redis_port, metrics_port, redis_password=None):
+    """Start nginx in the foreground of a detached process; returns its master PID. Its
+    metrics listener (METRICS_LISTEN) is on loopback, like everything here.
+
+    The Redis password reaches the Lua client through the environment (`env REDIS_PASSWORD;`),
+    never through the rendered file.
+    """
     conf = render_nginx(state_dir, {"LISTEN": f"127.0.0.1:{port}",
+                                    "METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
                                     "APP_UPSTREAM": f"127.0.0.1:{app_port}",
                                     "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port)})
     # A killed nginx leaves its socket behind, and then cannot bind it again.
     (Path(state_dir) / "edge.sock").unlink(missing_ok=True)
+    env = {**os.environ, "REDIS_PASSWORD": redis_password or ""}
     proc = _spawn([nginx_binary(), "-p", str(state_dir), "-c", str(conf), "-g", "daemon off;"],
-                  Path(state_dir) / "nginx.out")
+                  Path(state_dir) / "nginx.out", env)
     wait_for(lambda: proc.poll() is None and _http_ok(f"http://127.0.0.1:{port}/api/health"),
              f"nginx on port {port} (see {Path(state_dir)})")
     return proc.pid
@@ -238,19 +274,30 @@ class Stack:
         self.dir = Path(state_dir)
         self.persistent_redis = persistent_redis  # the fault tests restart Redis with its data
         self.ports_file = self.dir / "ports.json"
+        self.secrets_file = self.dir / "secrets.json"
         if self.ports_file.exists():  # a stack that is up keeps the ports it started with
             self.ports = json.loads(self.ports_file.read_text())
         else:
             self.ports = {"http": http_port}
+        self.secrets = (json.loads(self.secrets_file.read_text())
+                        if self.secrets_file.exists() else {})
         self.base_url = f"http://127.0.0.1:{self.ports['http']}"
 
     @property
-    def database_url(self):
+    def owner_url(self):
+        """The schema owner (the cluster's superuser here): migrations, tests' cleanup."""
         return f"postgresql://postgres@127.0.0.1:{self.ports['postgres']}/tasks"
 
     @property
+    def database_url(self):
+        """The app's least-privilege role."""
+        return (f"postgresql://{APP_ROLE}:{self.secrets['APP_DB_PASSWORD']}"
+                f"@127.0.0.1:{self.ports['postgres']}/tasks")
+
+    @property
     def redis_url(self):
-        return f"redis://127.0.0.1:{self.ports['redis']}/0"
+        """Redis, with the password it asks for."""
+        return f"redis://:{self.secrets['REDIS_PASSWORD']}@127.0.0.1:{self.ports['redis']}/0"
 
     def pid(self, name):
         """The PID recorded for `name`, or None."""
@@ -272,11 +319,17 @@ class Stack:
         self.down()  # a half-started stack from before: clear it
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)  # postgres and nginx workers run as other users
-        self.ports.update(postgres=free_port(), redis=free_port(), app=free_port())
+        self.ports.update(postgres=free_port(), redis=free_port(), app=free_port(),
+                          metrics=free_port())
         self.ports_file.write_text(json.dumps(self.ports))
+        self.secrets = {name: os.environ.get(name) or secrets.token_hex(16) for name in SECRETS}
+        self.secrets_file.touch(mode=0o600)
+        self.secrets_file.write_text(json.dumps(self.secrets))
         self.start("postgres")
         self.start("redis")
-        config = Config.from_env({}, DATABASE_URL=self.database_url, REDIS_URL=self.redis_url)
+        create_app_role(self.owner_url, APP_ROLE, self.secrets["APP_DB_PASSWORD"])
+        config = Config.from_env({}, DATABASE_URL=self.database_url,
+                                 MIGRATE_DATABASE_URL=self.owner_url, REDIS_URL=self.redis_url)
         with open(os.devnull, "w") as quiet:
             migrate(config, "apply", out=quiet)
             seed(config, 20, if_empty=True, out=quiet)
@@ -290,13 +343,15 @@ class Stack:
             start_postgres(self.dir / "postgres", self.ports["postgres"])
             return
         if name == "redis":
-            pid = start_redis(self.dir, self.ports["redis"], self.persistent_redis)[1]
+            pid = start_redis(self.dir, self.ports["redis"], self.secrets["REDIS_PASSWORD"],
+                              self.persistent_redis)[1]
         elif name == "gunicorn":
             pid = start_app(self.dir, self.ports["app"],
                             {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url})
         else:
             pid = start_nginx(self.dir / "nginx", self.ports["http"], self.ports["app"],
-                              self.ports["redis"])
+                              self.ports["redis"], self.ports["metrics"],
+                              self.secrets["REDIS_PASSWORD"])
         (self.dir / f"{name}.pid").write_text(str(pid))
 
     def stop(self, name):
@@ -314,6 +369,7 @@ class Stack:
         for name in reversed(self.ORDER):
             self.stop(name)
         self.ports_file.unlink(missing_ok=True)
+        self.secrets_file.unlink(missing_ok=True)
 
 
 def main(action):
@@ -328,6 +384,9 @@ def main(action):
             stack.down()
             return 1
         print(f"{'already up' if was_running else 'up'}: {url}  (try: curl -s {url}/api/tasks)")
+        if "metrics" in stack.ports:  # not in a stack an older checkout started
+            print(f"metrics: http://127.0.0.1:{stack.ports['app']}/metrics (app), "
+                  f"http://127.0.0.1:{stack.ports['metrics']}/metrics (nginx)")
     elif action == "down":
         stack.down()
         print("down")

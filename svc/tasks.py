@@ -5,6 +5,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, request, url_for
 
 from . import cursor, represent, store, validation
+from .access import requires_token
 from .cache import LIST
 from .errors import ApiError, answers
 from .idempotency import idempotent
@@ -125,6 +126,7 @@ def list_tasks():
 
 @bp.post("")
 @answers(400, 409, 413, 415, 422, 503)
+@requires_token
 @idempotent
 def create_task():
     """Create a task, or several from an array (in one transaction: all or none)."""
@@ -152,6 +154,7 @@ def get_task(raw_id):
 
 @bp.put("/<raw_id>")
 @answers(400, 404, 409, 412, 413, 415, 422, 503)
+@requires_token
 def replace_task(raw_id):
     """Replace a task; absent fields go back to their defaults."""
     return _update(raw_id, partial=False)
@@ -159,6 +162,7 @@ def replace_task(raw_id):
 
 @bp.patch("/<raw_id>")
 @answers(400, 404, 409, 412, 413, 415, 422, 503)
+@requires_token
 @idempotent
 def patch_task(raw_id):
     """Change some fields of a task."""
@@ -176,6 +180,7 @@ def _update(raw_id, partial):
 
 @bp.delete("/<raw_id>")
 @answers(404, 412, 503)
+@requires_token
 def delete_task(raw_id):
     """Delete a task."""
     task_id = validation.task_id(raw_id)

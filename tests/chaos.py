@@ -299,7 +299,7 @@ def main():
                   http_port=free_port(), persistent_redis=True)
     try:
         stack.up()
-        with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        with psycopg.connect(stack.owner_url, autocommit=True) as conn:
             conn.execute("truncate tasks restart identity")
         seed(Config.from_env({}, DATABASE_URL=stack.database_url, REDIS_URL=stack.redis_url),
              TASKS, False, out=open(os.devnull, "w"))

@@ -3,15 +3,14 @@ hooks (exactly one kind marker per test; in CI, no skipped test)."""
 
 import io
 import os
-import tempfile
-from pathlib import Path
+import secrets
 
 import psycopg
 from psycopg import sql
 import pytest
 import redis
 
-from helpers import close_app, make_app
+from helpers import close_app, gunicorn_for, make_app
 from servers import choose, from_env_or
 from svc import stack
 from svc.admin import migrate
@@ -50,8 +49,12 @@ def redis_server(provider):
 
 @pytest.fixture(scope="session")
 def config(postgres, redis_server):
-    """A Config pointing at the test servers, schema migrated."""
-    cfg = Config.from_env({}, DATABASE_URL=postgres.url, REDIS_URL=redis_server.url)
+    """A Config for the test servers, schema migrated. The app logs in as its least-privilege
+    role, so every test proves those privileges suffice; the server's own user is the schema
+    owner (MIGRATE_DATABASE_URL), as in compose."""
+    app_url = stack.create_app_role(postgres.url, stack.APP_ROLE, secrets.token_hex(16))
+    cfg = Config.from_env({}, DATABASE_URL=app_url, MIGRATE_DATABASE_URL=postgres.url,
+                          REDIS_URL=redis_server.url)
     migrate(cfg, "apply", out=io.StringIO())
     return cfg
 
@@ -68,19 +71,16 @@ def app(config):
 @pytest.fixture(scope="session")
 def gunicorn(config):
     """A real gunicorn with conf/gunicorn.conf.py on a free port: (base URL, its log file)."""
-    state = Path(tempfile.mkdtemp(prefix="tasks-svc-gunicorn-"))
-    port = stack.free_port()
-    pid = stack.start_app(state, port, {"DATABASE_URL": config.DATABASE_URL,
-                                        "REDIS_URL": config.REDIS_URL})
-    yield f"http://127.0.0.1:{port}", state / "gunicorn.log"
-    stack.stop_pid(pid)
+    with gunicorn_for(config) as served:
+        yield served
 
 
 @pytest.fixture
 def db(config):
-    """A connection to the test database, for checks behind the API's back; every table the
-    migrations made emptied (yoyo's own kept)."""
-    with psycopg.connect(config.DATABASE_URL, autocommit=True) as conn:
+    """A connection to the test database as the schema owner, for checks behind the API's back;
+    every table the migrations made emptied (TRUNCATE: the owner's privilege, not the app's;
+    yoyo's own tables kept)."""
+    with psycopg.connect(config.MIGRATE_DATABASE_URL, autocommit=True) as conn:
         tables = [r[0] for r in conn.execute(
             "select tablename from pg_tables where schemaname = 'public' "
             "and tablename not like '%%yoyo%%'")]

@@ -34,8 +34,10 @@ def st_env():
     return {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks", "PYTHONPATH": path}
 
 
-def st_command(base_url, max_examples, seed=None):
-    """The schemathesis command line for the app at `base_url` (run it with st_env())."""
+def st_command(base_url, max_examples, seed=None, token=None):
+    """The schemathesis command line for the app at `base_url` (run it with st_env()); with
+    `token`, every request carries it (the app's API_TOKENS), and ignored_auth checks that
+    writes without it fail."""
     st = Path(sys.executable).with_name("st")
     cmd = [str(st), "--config-file", str(CONFIG), "run", f"{base_url}/api/openapi.json",
            "--checks", CHECKS,
@@ -44,6 +46,8 @@ def st_command(base_url, max_examples, seed=None):
            "--request-timeout", "10"]
     if seed is not None:
         cmd += ["--seed", str(seed)]
+    if token is not None:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
     return cmd
 
 

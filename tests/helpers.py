@@ -1,16 +1,22 @@
-"""Helpers that test modules import: an app of their own, gunicorn's access log, HTTP to nginx.
+"""Helpers that test modules import: an app or a gunicorn of their own, gunicorn's access log,
+HTTP to nginx, Prometheus samples.
 
 Fixtures live in conftest.py; the servers behind them in servers.py.
 """
 
+import contextlib
 import http.client
 import json
 import os
 import shutil
 import signal
+import tempfile
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from svc import create_app
-from svc.stack import stop_pid, wait_for
+from svc.stack import free_port, start_app, stop_pid, wait_for
 
 # What can happen to Redis, each undone by restarting or resuming it (see redis_fault).
 REDIS_FAULTS = ("paused", "restarted empty", "restarted with its data")
@@ -64,6 +70,20 @@ def post(base, key, title="once", timeout=10):
         conn.close()
 
 
+@contextlib.contextmanager
+def gunicorn_for(config, **env):
+    """A real gunicorn with conf/gunicorn.conf.py for `config` (plus `env`) on a free port:
+    (base URL, its log file)."""
+    state = Path(tempfile.mkdtemp(prefix="tasks-svc-gunicorn-"))
+    port = free_port()
+    pid = start_app(state, port, {"DATABASE_URL": config.DATABASE_URL,
+                                  "REDIS_URL": config.REDIS_URL, **env})
+    try:
+        yield f"http://127.0.0.1:{port}", state / "gunicorn.log"
+    finally:
+        stop_pid(pid)
+
+
 def access_log_line(log, request_id):
     """gunicorn's JSON access line for `request_id`, waiting for it: it is written after the
     response has gone out."""
@@ -109,3 +129,15 @@ def new_task(stack, title="edge"):
     reply = call(stack, "POST", "/api/tasks", {"title": title})
     assert reply.status == 201, reply.body
     return reply.json()
+
+
+def samples(text):
+    """Prometheus text as {(sample name, frozenset of label pairs): value}."""
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def moved(before, after, name, **labels):
+    """How far one sample moved between two scrapes (absent: 0)."""
+    key = (name, frozenset(labels.items()))
+    return after.get(key, 0) - before.get(key, 0)

@@ -21,8 +21,10 @@ def run_cli(*args, env=None):
 
 
 def test_cli_migrate_and_seed_against_a_real_database(config, db, rds):
-    env = {"DATABASE_URL": config.DATABASE_URL, "REDIS_URL": config.REDIS_URL}
-    assert run_cli("migrate", "apply", env=env).stdout.strip() == "applied 0 migration(s)"
+    env = {"DATABASE_URL": config.DATABASE_URL, "REDIS_URL": config.REDIS_URL,
+           "MIGRATE_DATABASE_URL": config.MIGRATE_DATABASE_URL}
+    assert run_cli("migrate", "apply", env=env).stdout.splitlines() == [
+        "applied 0 migration(s)", f"granted {stack.APP_ROLE} its privileges"]
     listed = run_cli("migrate", "list", env=env).stdout
     assert "applied  0001.create-tasks" in listed and "applied  0002.index-tasks-done" in listed
     gen = generations(rds)[0]
@@ -32,6 +34,16 @@ def test_cli_migrate_and_seed_against_a_real_database(config, db, rds):
     again = run_cli("seed", "--if-empty", env=env)
     assert again.returncode == 0 and "inserted 0 task(s)" in again.stdout
     assert db.execute("select count(*) from tasks").fetchone()[0] == 5
+
+
+def test_migrate_list_runs_as_the_owner_and_names_it_when_given_only_the_app_role(config):
+    owner = run_cli("migrate", "list", env={"DATABASE_URL": config.DATABASE_URL,
+                                            "MIGRATE_DATABASE_URL": config.MIGRATE_DATABASE_URL})
+    assert owner.returncode == 0 and "applied  0001.create-tasks" in owner.stdout
+    app_only = run_cli("migrate", "list", env={"DATABASE_URL": config.DATABASE_URL})
+    assert app_only.returncode == 1 and "Traceback" not in app_only.stderr
+    assert app_only.stderr == (f"error: {stack.APP_ROLE} may not create tables; migrate runs "
+                               "as the schema owner: set MIGRATE_DATABASE_URL\n")
 
 
 def test_seed_inserts_100k_rows_in_one_statement(config, db):

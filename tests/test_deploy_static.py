@@ -26,11 +26,19 @@ SERVICES = COMPOSE["services"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 TEMPLATE = stack.NGINX_TEMPLATE.read_text()
 TEMPLATE_VARS = set(re.findall(r"\$\{([A-Z_]+)\}", TEMPLATE))
+# Variables nginx passes from its environment to Lua (`env NAME;`): set, never rendered.
+NGINX_ENV = set(re.findall(r"^env ([A-Z_]+);", TEMPLATE, re.M))
 # Files the template includes from CONF_DIR: used as they are, never rendered.
 INCLUDED = re.findall(r"^\s*include \$\{CONF_DIR\}/(\S+);", TEMPLATE, re.M)
 MAPS = (stack.NGINX_TEMPLATE.parent / "maps.conf").read_text()
 GUNICORN_ENV = set(re.findall(r'os\.environ\.get\("([A-Z_]+)"',
                               (ROOT / "conf" / "gunicorn.conf.py").read_text()))
+
+
+def compose_value(value):
+    """A compose value with each ${NAME...} interpolation shown as its variable's name: URLs
+    parse, and two values that take the same variable compare equal."""
+    return re.sub(r"\$\{([A-Z_]+)[^}]*\}", r"\1", value)
 
 
 def stage(name):
@@ -65,6 +73,7 @@ def test_only_nginx_publishes_a_port_and_it_is_the_one_nginx_listens_on():
     host, container = mapping.rsplit(":", 1)
     assert host == "${HTTP_PORT:-80}"
     assert SERVICES["nginx"]["environment"]["LISTEN"] == container
+    assert SERVICES["nginx"]["environment"]["METRICS_LISTEN"] != container  # internal only
     assert f"EXPOSE {container}" in stage("edge")
     assert COMPOSE["networks"]["backend"]["internal"] is True
 
@@ -77,9 +86,9 @@ def test_app_address_agrees_across_compose_gunicorn_and_nginx():
     assert f"EXPOSE {bind_port}" in stage("app")
     health = " ".join(app["healthcheck"]["test"])
     assert f"http://127.0.0.1:{bind_port}/api/health" in health
-    redis_url = app["environment"]["REDIS_URL"]
-    assert redis_url == "redis://{REDIS_HOST}:{REDIS_PORT}/0".format(
-        **SERVICES["nginx"]["environment"])
+    redis_url = urlsplit(compose_value(app["environment"]["REDIS_URL"]))
+    nginx = SERVICES["nginx"]["environment"]
+    assert (redis_url.hostname, redis_url.port) == (nginx["REDIS_HOST"], int(nginx["REDIS_PORT"]))
 
 
 def test_nginx_healthcheck_asks_nginx_alone_with_a_tool_of_the_edge_image():
@@ -102,7 +111,40 @@ def test_compose_env_names_are_ones_the_code_reads():
         env = SERVICES[name]["environment"]
         assert set(env) <= config_names | GUNICORN_ENV, set(env) - config_names - GUNICORN_ENV
         assert "DATABASE_URL" in env
-    assert set(SERVICES["nginx"]["environment"]) <= TEMPLATE_VARS
+    assert set(SERVICES["nginx"]["environment"]) <= TEMPLATE_VARS | NGINX_ENV
+
+
+def test_redis_asks_everyone_for_the_one_password_which_nginx_never_renders():
+    redis = SERVICES["redis"]
+    command = redis["command"]
+    password = compose_value(command[command.index("--requirepass") + 1])
+    assert password == "REDIS_PASSWORD"
+    assert compose_value(redis["environment"]["REDISCLI_AUTH"]) == password
+    assert "PONG" in " ".join(redis["healthcheck"]["test"])  # redis-cli exits 0 on NOAUTH too
+    for name in ("migrate", "app"):
+        url = urlsplit(compose_value(SERVICES[name]["environment"]["REDIS_URL"]))
+        assert url.password == password and not url.username
+    assert compose_value(SERVICES["nginx"]["environment"]["REDIS_PASSWORD"]) == password
+    assert "REDIS_PASSWORD" in NGINX_ENV and "REDIS_PASSWORD" not in TEMPLATE_VARS
+    lua = (stack.NGINX_TEMPLATE.parent / "edge_cache.lua").read_text()
+    assert 'os.getenv("REDIS_PASSWORD")' in lua
+
+
+def test_compose_creates_the_app_role_and_only_migrate_holds_the_owners_url():
+    db = SERVICES["db"]
+    (mount,) = [v for v in db["volumes"] if "/docker-entrypoint-initdb.d/" in v]
+    script = ROOT / mount.split(":")[0]
+    assert script == stack.ROLE_SCRIPT and script.stat().st_mode & 0o111  # run, not sourced
+    assert {"POSTGRES_USER", "POSTGRES_DB", "APP_DB_USER", "APP_DB_PASSWORD"} <= set(
+        re.findall(r"\$([A-Z_]+)", script.read_text()))
+    env = {k: compose_value(v) for k, v in db["environment"].items()}
+    app_url = urlsplit(compose_value(SERVICES["app"]["environment"]["DATABASE_URL"]))
+    assert app_url.username == env["APP_DB_USER"] == stack.APP_ROLE
+    assert app_url.password == env["APP_DB_PASSWORD"] == "APP_DB_PASSWORD"
+    owner_url = urlsplit(compose_value(SERVICES["migrate"]["environment"]["MIGRATE_DATABASE_URL"]))
+    assert owner_url.username == env["POSTGRES_USER"]
+    assert owner_url.password == env["POSTGRES_PASSWORD"] == "POSTGRES_PASSWORD"
+    assert "MIGRATE_DATABASE_URL" not in SERVICES["app"]["environment"]
 
 
 def test_every_required_compose_variable_is_in_env_example():
@@ -164,7 +206,8 @@ def test_included_nginx_files_need_no_rendering_and_ship_in_the_edge_image():
 
 def test_local_stack_fills_every_template_variable(tmp_path):
     conf = stack.render_nginx(tmp_path, {"LISTEN": "127.0.0.1:1", "APP_UPSTREAM": "127.0.0.1:2",
-                                         "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "3"})
+                                         "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "3",
+                                         "METRICS_LISTEN": "127.0.0.1:4"})
     text = conf.read_text()
     includes = re.findall(r"^\s*include (\S+);", text, re.M)
     assert len(includes) == len(INCLUDED)

@@ -278,3 +278,22 @@ def test_a_bulk_create_of_the_most_tasks_passes_nginx(edge):
     reply = call(edge, "POST", "/api/tasks", json.dumps([{"title": "bulk"}] * 1000),
                  headers={"Content-Type": "application/json"})
     assert reply.status == 201 and len(reply.json()) == 1000
+
+
+def test_redis_answers_noauth_to_a_client_without_the_password(edge):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", edge.ports["redis"]), timeout=2) as sock:
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        assert sock.recv(256).startswith(b"-NOAUTH")
+
+
+def test_both_caches_hit_through_the_password_protected_redis(edge):
+    url = f"/api/tasks/{new_task(edge)['id']}"
+    assert call(edge, "GET", url).header("X-Edge-Cache") == "MISS"  # both caches filled
+    assert call(edge, "GET", url, headers={"Cache-Control": "no-cache"}).header(
+        "X-App-Cache") == "HIT"
+    time.sleep(MICRO)
+    assert call(edge, "GET", url).header("X-Edge-Cache") == "HIT"
+    password = edge.secrets["REDIS_PASSWORD"]
+    assert password not in (edge.dir / "nginx" / "nginx.conf").read_text()  # from the env

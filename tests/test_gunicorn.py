@@ -1,12 +1,17 @@
-"""The app under real gunicorn with conf/gunicorn.conf.py, as it runs in production."""
+"""The app under real gunicorn with conf/gunicorn.conf.py, as it runs in production: JSON logs,
+the body limit, metrics added up over the workers (prometheus-client's multiprocess mode)."""
 
 import json
+import os
+import re
+import signal
 import urllib.request
 
 import pytest
 
-from helpers import access_log_line
+from helpers import access_log_line, gunicorn_for, samples
 from svc.resource import MAX_BODY
+from svc.stack import wait_for
 
 pytestmark = pytest.mark.gunicorn
 
@@ -35,3 +40,67 @@ def test_gunicorn_body_limit_holds_for_chunked_uploads(gunicorn, db):
     assert response.status == 413
     assert response.getheader("Content-Type") == "application/problem+json"
     assert db.execute("select count(*) from tasks").fetchone()[0] == 0
+
+
+WORKERS, POOL_MIN = 2, 2
+STALE = "counter_999999.db"  # a file an earlier run left in the metrics folder
+
+
+@pytest.fixture(scope="module")
+def metered(config, tmp_path_factory):
+    """A gunicorn of its own (2 workers) whose metrics folder held an earlier run's file:
+    (base URL, the folder)."""
+    folder = tmp_path_factory.mktemp("prometheus")
+    (folder / STALE).write_bytes(b"not a metrics file")
+    with gunicorn_for(config, PROMETHEUS_MULTIPROC_DIR=str(folder), WEB_CONCURRENCY=str(WORKERS),
+                      DB_POOL_MIN=str(POOL_MIN), GUNICORN_ACCESS_LOG="/dev/null") as (base, _):
+        yield base, folder
+
+
+def scrape(base):
+    """The samples of one scrape, whichever worker answers it."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+        return samples(response.read().decode())
+
+
+def pool_connections(base):
+    """The pooled connections of every worker, as one scrape adds them up."""
+    return scrape(base)[("tasks_db_pool_connections", frozenset())]
+
+
+def worker_pids(folder):
+    """Workers that have live gauge files in the metrics folder."""
+    files = (re.fullmatch(r"gauge_livesum_(\d+)\.db", name) for name in os.listdir(folder))
+    return {int(m[1]) for m in files if m}
+
+
+def test_gunicorn_empties_the_metrics_folder_before_workers_start(metered):
+    base, folder = metered
+    assert not (folder / STALE).exists()
+    assert scrape(base)
+
+
+def test_any_workers_scrape_adds_up_every_workers_figures(metered):
+    base, folder = metered
+    wait_for(lambda: len(worker_pids(folder)) == WORKERS, "both workers' metrics files")
+    # Each worker writes its own pool's size; an idle one too (its figures thread).
+    wait_for(lambda: all(pool_connections(base) == WORKERS * POOL_MIN for _ in range(4)),
+             f"{WORKERS} x {POOL_MIN} pooled connections in every scrape", timeout=10)
+    before = scrape(base)
+    for _ in range(20):  # new connections: both workers answer some
+        urllib.request.urlopen(f"{base}/api/live", timeout=5).read()
+    key = ("tasks_http_requests_total",
+           frozenset({"method": "GET", "route": "/api/live", "status": "200"}.items()))
+    assert scrape(base)[key] - before.get(key, 0) == 20
+
+
+def test_a_dead_workers_pool_gauges_leave_the_sum_and_its_counts_stay(metered):
+    base, folder = metered
+    wait_for(lambda: len(worker_pids(folder)) == WORKERS, "both workers' metrics files")
+    victim = min(worker_pids(folder))
+    os.kill(victim, signal.SIGKILL)  # gunicorn's master reaps it, child_exit runs, a new one starts
+    wait_for(lambda: victim not in worker_pids(folder), "the dead worker's gauges gone", timeout=10)
+    assert (folder / f"counter_{victim}.db").exists()
+    wait_for(lambda: len(worker_pids(folder)) == WORKERS, "the new worker's metrics files")
+    wait_for(lambda: pool_connections(base) == WORKERS * POOL_MIN, "the sum back at full size",
+             timeout=10)

@@ -29,3 +29,14 @@ def test_missing_database_url_stops_with_a_message_naming_it():
     app_start = subprocess.run([sys.executable, "-c", "import svc.wsgi"], capture_output=True,
                                text=True, cwd=stack.ROOT, env=env, timeout=60)
     assert app_start.returncode != 0 and "DATABASE_URL is not set" in app_start.stderr
+
+
+def test_an_empty_prometheus_multiproc_dir_stops_start_up_instead_of_littering_the_cwd(tmp_path):
+    env = {**os.environ, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+           "PROMETHEUS_MULTIPROC_DIR": ""}
+    result = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, "
+                             f"{str(stack.ROOT)!r}); import svc.wsgi"], capture_output=True,
+                            text=True, cwd=tmp_path, env=env, timeout=60)
+    assert result.returncode != 0
+    assert "PROMETHEUS_MULTIPROC_DIR is set but empty" in result.stderr
+    assert not list(tmp_path.iterdir())

@@ -33,6 +33,16 @@ local function connect()
         skip_until = ngx.now() + RETRY_AFTER_S
         return nil, err
     end
+    -- A new connection logs in first (a pooled one already has); nginx.conf: env REDIS_PASSWORD;
+    local password = sock:getreusedtimes() == 0 and os.getenv("REDIS_PASSWORD") or ""
+    if password ~= "" then
+        sock:send({ "*2\r\n$4\r\nAUTH\r\n$", #password, "\r\n", password, "\r\n" })
+        if sock:receive("*l") ~= "+OK" then
+            sock:close()
+            skip_until = ngx.now() + RETRY_AFTER_S
+            return nil, "redis: AUTH failed"
+        end
+    end
     return sock
 end
 
