@@ -40,14 +40,6 @@ CURRENT_API = {"ConfigMap": "v1", "Secret": "v1", "Service": "v1", "Deployment":
                "NetworkPolicy": "networking.k8s.io/v1", "Cluster": "postgresql.cnpg.io/v1"}
 CNPG = "postgresql.cnpg.io/v1"
 
-# The app's routes the probes use. /api/health is the app's today (checked against url_map
-# below); /api/live comes from the operate issue and is not on this branch yet.
-# TODO(lead, on merge): drop this list and check every probe path against url_map.
-APP_ROUTES = {"/api/health", "/api/live"}
-# Environment names the app reads once the other branches land: MIGRATE_DATABASE_URL (the
-# schema owner for `migrate`), API_TOKENS (write tokens), PROMETHEUS_MULTIPROC_DIR (metrics).
-# TODO(lead, on merge): derive these from svc.config.Config like the rest.
-CONTRACT_ENV = {"MIGRATE_DATABASE_URL", "API_TOKENS", "PROMETHEUS_MULTIPROC_DIR"}
 # Set only to be spliced into the URLs above through Kubernetes' $(VAR) expansion.
 HELPER_ENV = {"DB_APP_USER", "DB_APP_PASSWORD", "REDIS_PASSWORD"}
 # The edge's variables beyond the template's: its own namespace (to spell Redis's full name),
@@ -439,8 +431,7 @@ def test_app_probes_hit_app_routes_on_the_port_gunicorn_binds(app_rules):
     assert app["livenessProbe"]["httpGet"]["path"] == "/api/live"
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         get = app[probe]["httpGet"]
-        assert get["path"] in APP_ROUTES and port_number(app, get["port"]) == port
-    assert "/api/health" in app_rules
+        assert get["path"] in app_rules and port_number(app, get["port"]) == port
 
 
 def test_edge_listens_where_its_service_probes_and_image_say():
@@ -480,7 +471,7 @@ def test_rendered_config_passes_nginx_t_with_the_k8s_values(tmp_path):
 
 
 def test_app_env_names_are_ones_the_code_reads():
-    known = {f.name for f in fields(Config)} | GUNICORN_ENV | CONTRACT_ENV | HELPER_ENV
+    known = {f.name for f in fields(Config)} | GUNICORN_ENV | HELPER_ENV
     for doc, spec in pod_specs(DOCS):
         if doc["metadata"]["name"] not in ("tasks-app", "tasks-migrate"):
             continue
