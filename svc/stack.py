@@ -234,16 +234,23 @@ def nginx_binary():
     return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def start_nginx(state_dir, port, app_port, redis_port, metrics_port, redis_password=None):
-    """Start nginx in the foreground of a detached process; returns its master PID. Its
-    metrics listener (METRICS_LISTEN) is on loopback, like everything here.
+def app_servers(addresses):
+    """APP_SERVERS for the nginx template: an upstream line per gunicorn node ("host:port"); a
+    node that fails is left alone for 2 s, then tried again."""
+    return " ".join(f"server {address} max_fails=1 fail_timeout=2s;" for address in addresses)
+
+
+def start_nginx(state_dir, port, app_ports, redis_port, metrics_port, redis_password=None):
+    """Start nginx in the foreground of a detached process, balancing over the gunicorn nodes
+    on `app_ports`; returns its master PID. Its metrics listener (METRICS_LISTEN) is on
+    loopback, like everything here.
 
     The Redis password reaches the Lua client through the environment (`env REDIS_PASSWORD;`),
     never through the rendered file.
     """
     conf = render_nginx(state_dir, {"LISTEN": f"127.0.0.1:{port}",
                                     "METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
-                                    "APP_UPSTREAM": f"127.0.0.1:{app_port}",
+                                    "APP_SERVERS": app_servers(f"127.0.0.1:{p}" for p in app_ports),
                                     "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port)})
     # A killed nginx leaves its socket behind, and then cannot bind it again.
     (Path(state_dir) / "edge.sock").unlink(missing_ok=True)
@@ -266,19 +273,19 @@ def _http_ok(url):
 # The whole stack -------------------------------------------------------------------------
 
 class Stack:
-    """PostgreSQL, Redis, gunicorn and nginx with their state (and pid files) in one folder."""
+    """PostgreSQL, Redis, and `nodes` gunicorn and nginx nodes, with their state (and pid files)
+    in one folder. Node 0 is "gunicorn" and "nginx", node i "gunicorn-i" and "nginx-i"; every
+    nginx front (on http_port + i) balances over every gunicorn node."""
 
-    ORDER = ("postgres", "redis", "gunicorn", "nginx")  # start order; stopped in reverse
-
-    def __init__(self, state_dir=STACK_DIR, http_port=8080, persistent_redis=False):
+    def __init__(self, state_dir=STACK_DIR, http_port=8080, persistent_redis=False, nodes=1):
         self.dir = Path(state_dir)
         self.persistent_redis = persistent_redis  # the fault tests restart Redis with its data
         self.ports_file = self.dir / "ports.json"
         self.secrets_file = self.dir / "secrets.json"
-        if self.ports_file.exists():  # a stack that is up keeps the ports it started with
+        if self.ports_file.exists():  # a stack that is up keeps the ports (and nodes) it has
             self.ports = json.loads(self.ports_file.read_text())
         else:
-            self.ports = {"http": http_port}
+            self.ports = {"http": http_port, "nodes": nodes}
         self.secrets = (json.loads(self.secrets_file.read_text())
                         if self.secrets_file.exists() else {})
         self.base_url = f"http://127.0.0.1:{self.ports['http']}"
@@ -299,6 +306,16 @@ class Stack:
         """Redis, with the password it asks for."""
         return f"redis://:{self.secrets['REDIS_PASSWORD']}@127.0.0.1:{self.ports['redis']}/0"
 
+    @property
+    def order(self):
+        """The servers in start order (stopped in reverse)."""
+        nodes = range(self.ports.get("nodes", 1))
+        return ("postgres", "redis", *map(_node("gunicorn"), nodes), *map(_node("nginx"), nodes))
+
+    def front(self, node):
+        """The HTTP port of nginx node `node`."""
+        return self.ports["http"] + node
+
     def pid(self, name):
         """The PID recorded for `name`, or None."""
         if name == "postgres":
@@ -310,7 +327,7 @@ class Stack:
 
     def running(self):
         """True if every process of the stack is alive."""
-        return all(p and pid_alive(p) for p in map(self.pid, self.ORDER))
+        return all(p and pid_alive(p) for p in map(self.pid, self.order))
 
     def up(self):
         """Start everything, migrate, seed an empty table, wait for health through nginx."""
@@ -319,8 +336,11 @@ class Stack:
         self.down()  # a half-started stack from before: clear it
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)  # postgres and nginx workers run as other users
-        self.ports.update(postgres=free_port(), redis=free_port(), app=free_port(),
-                          metrics=free_port())
+        nodes = self.ports["nodes"]
+        self.ports.update(postgres=free_port(), redis=free_port(),
+                          apps=[free_port() for _ in range(nodes)],
+                          metrics=[free_port() for _ in range(nodes)])
+        self.ports["app"] = self.ports["apps"][0]
         self.ports_file.write_text(json.dumps(self.ports))
         self.secrets = {name: os.environ.get(name) or secrets.token_hex(16) for name in SECRETS}
         self.secrets_file.touch(mode=0o600)
@@ -333,8 +353,8 @@ class Stack:
         with open(os.devnull, "w") as quiet:
             migrate(config, "apply", out=quiet)
             seed(config, 20, if_empty=True, out=quiet)
-        self.start("gunicorn")
-        self.start("nginx")
+        for name in self.order[2:]:
+            self.start(name)
         return self.base_url
 
     def start(self, name):
@@ -345,12 +365,15 @@ class Stack:
         if name == "redis":
             pid = start_redis(self.dir, self.ports["redis"], self.secrets["REDIS_PASSWORD"],
                               self.persistent_redis)[1]
-        elif name == "gunicorn":
-            pid = start_app(self.dir, self.ports["app"],
+        elif name.startswith("gunicorn"):
+            state = self.dir / name if "-" in name else self.dir  # node 0 as it always was
+            state.mkdir(exist_ok=True)
+            pid = start_app(state, self.ports["apps"][_index(name)],
                             {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url})
         else:
-            pid = start_nginx(self.dir / "nginx", self.ports["http"], self.ports["app"],
-                              self.ports["redis"], self.ports["metrics"],
+            node = _index(name)
+            pid = start_nginx(self.dir / name, self.front(node), self.ports["apps"],
+                              self.ports["redis"], self.ports["metrics"][node],
                               self.secrets["REDIS_PASSWORD"])
         (self.dir / f"{name}.pid").write_text(str(pid))
 
@@ -361,20 +384,32 @@ class Stack:
             return
         pid = self.pid(name)
         if pid:
-            stop_pid(pid, signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
+            stop_pid(pid, signal.SIGQUIT if name.startswith("nginx") else signal.SIGTERM)
         (self.dir / f"{name}.pid").unlink(missing_ok=True)
 
     def down(self):
         """Stop every process this stack started, by PID."""
-        for name in reversed(self.ORDER):
+        for name in reversed(self.order):
             self.stop(name)
         self.ports_file.unlink(missing_ok=True)
         self.secrets_file.unlink(missing_ok=True)
 
 
+
+def _node(kind):
+    """Name of node i of `kind`: "gunicorn", "gunicorn-1", ..."""
+    return lambda i: kind if i == 0 else f"{kind}-{i}"
+
+
+def _index(name):
+    """The node number in a name made by _node."""
+    return int(name.rpartition("-")[2]) if "-" in name else 0
+
+
 def main(action):
     """python -m svc stack up|down|status."""
-    stack = Stack(http_port=int(os.environ.get("HTTP_PORT", "8080")))
+    stack = Stack(http_port=int(os.environ.get("HTTP_PORT", "8080")),
+                  nodes=int(os.environ.get("NODES", "1")))
     if action == "up":
         was_running = stack.running()
         try:
@@ -384,9 +419,12 @@ def main(action):
             stack.down()
             return 1
         print(f"{'already up' if was_running else 'up'}: {url}  (try: curl -s {url}/api/tasks)")
-        if "metrics" in stack.ports:  # not in a stack an older checkout started
-            print(f"metrics: http://127.0.0.1:{stack.ports['app']}/metrics (app), "
-                  f"http://127.0.0.1:{stack.ports['metrics']}/metrics (nginx)")
+        for node in range(1, stack.ports["nodes"]):
+            print(f"front {node}: http://127.0.0.1:{stack.front(node)}")
+        print("metrics: " + ", ".join(
+            [f"http://127.0.0.1:{p}/metrics (app {i})" for i, p in enumerate(stack.ports["apps"])]
+            + [f"http://127.0.0.1:{p}/metrics (nginx {i})"
+               for i, p in enumerate(stack.ports["metrics"])]))
     elif action == "down":
         stack.down()
         print("down")

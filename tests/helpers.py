@@ -110,9 +110,10 @@ class Reply:
         return self.headers.get(name)
 
 
-def call(stack, method, path, body=None, headers=None, source="127.0.0.1"):
-    """One request to nginx, optionally from another loopback address."""
-    conn = http.client.HTTPConnection("127.0.0.1", stack.ports["http"], timeout=10,
+def call(stack, method, path, body=None, headers=None, source="127.0.0.1", front=0):
+    """One request to nginx (node `front` of the stack), optionally from another loopback
+    address."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack.front(front), timeout=10,
                                       source_address=(source, 0))
     try:
         if isinstance(body, dict):

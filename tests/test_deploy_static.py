@@ -82,7 +82,8 @@ def test_app_address_agrees_across_compose_gunicorn_and_nginx():
     app = SERVICES["app"]
     bind_port = app["environment"]["GUNICORN_BIND"].rsplit(":", 1)[1]
     assert app["expose"] == [bind_port]
-    assert SERVICES["nginx"]["environment"]["APP_UPSTREAM"] == f"app:{bind_port}"
+    servers = SERVICES["nginx"]["environment"]["APP_SERVERS"]
+    assert re.findall(r"server (\S+?)[ ;]", servers) == [f"app:{bind_port}"]
     assert f"EXPOSE {bind_port}" in stage("app")
     health = " ".join(app["healthcheck"]["test"])
     assert f"http://127.0.0.1:{bind_port}/api/health" in health
@@ -205,7 +206,8 @@ def test_included_nginx_files_need_no_rendering_and_ship_in_the_edge_image():
 
 
 def test_local_stack_fills_every_template_variable(tmp_path):
-    conf = stack.render_nginx(tmp_path, {"LISTEN": "127.0.0.1:1", "APP_UPSTREAM": "127.0.0.1:2",
+    conf = stack.render_nginx(tmp_path, {"LISTEN": "127.0.0.1:1",
+                                         "APP_SERVERS": stack.app_servers(["127.0.0.1:2"]),
                                          "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "3",
                                          "METRICS_LISTEN": "127.0.0.1:4"})
     text = conf.read_text()
@@ -233,7 +235,7 @@ def test_nginx_body_limit_is_the_apps_and_its_413_says_so():
 def test_rendered_config_passes_nginx_t_with_the_compose_values(tmp_path):
     env = dict(SERVICES["nginx"]["environment"])
     # nginx -t resolves upstream host names; the compose names exist only inside compose.
-    env["APP_UPSTREAM"] = env["APP_UPSTREAM"].replace("app:", "127.0.0.1:")
+    env["APP_SERVERS"] = env["APP_SERVERS"].replace("app:", "127.0.0.1:")
     conf = stack.render_nginx(tmp_path, env)
     result = subprocess.run([stack.nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(conf)],
                             capture_output=True, text=True)
@@ -250,3 +252,10 @@ def test_app_services_build_the_app_target(service):
 def test_gunicorn_closes_exactly_the_connections_whose_rejected_body_the_app_will_not_drain():
     conf = runpy.run_path(str(ROOT / "conf" / "gunicorn.conf.py"))
     assert conf["MAX_DRAIN"] == MAX_DRAIN
+
+
+def test_the_app_scales_no_fixed_name_nor_host_port_and_nginx_names_its_service():
+    for name in ("app", "migrate"):
+        assert "container_name" not in SERVICES[name] and "ports" not in SERVICES[name]
+    servers = re.findall(r"server (\S+?)[ ;]", SERVICES["nginx"]["environment"]["APP_SERVERS"])
+    assert [server.split(":")[0] for server in servers] == ["app"]  # every replica, by name

@@ -354,7 +354,8 @@ def test_addresses_in_urls_and_env_name_services_of_the_base_or_the_operators():
                 assert service_port(url.hostname, url.port) == 6379
                 assert url.password == expand(container("tasks-redis", "redis"))["REDIS_PASSWORD"]
     edge = expand(container("tasks-edge", "edge"))
-    host, port = edge["APP_UPSTREAM"].rsplit(":", 1)
+    (address,) = re.findall(r"server (\S+?)[ ;]", edge["APP_SERVERS"])
+    host, port = address.rsplit(":", 1)
     assert service_port(host, int(port)) == port_number(container("tasks-app", "app"), "http")
     assert edge["REDIS_HOST"] == "tasks-redis.ns.svc.cluster.local"
     assert service_port("tasks-redis", int(edge["REDIS_PORT"])) == 6379
@@ -447,7 +448,7 @@ def test_edge_listens_where_its_service_probes_and_image_say():
 def test_edge_env_fills_the_nginx_template_and_its_state_dir_is_writable():
     edge = container("tasks-edge", "edge")
     env = expand(edge)
-    assert {"APP_UPSTREAM", "REDIS_HOST", "REDIS_PORT", "RESOLVER", "LISTEN"} <= set(env)
+    assert {"APP_SERVERS", "REDIS_HOST", "REDIS_PORT", "RESOLVER", "LISTEN"} <= set(env)
     assert set(env) <= TEMPLATE_VARS | EDGE_EXTRA_ENV, set(env) - TEMPLATE_VARS - EDGE_EXTRA_ENV
     mounts = {m["mountPath"]: m["name"] for m in edge["volumeMounts"]}
     init = container("tasks-edge", "log-to-stdout")
@@ -461,7 +462,7 @@ def test_rendered_config_passes_nginx_t_with_the_k8s_values(tmp_path):
     values = {k: v for k, v in env.items() if k in TEMPLATE_VARS - {"STATE_DIR", "CONF_DIR"}}
     # nginx resolves the upstream's and the resolver's names at start; the cluster's names do not
     # resolve here, so a name that does stands in for each (REDIS_HOST is looked up per request).
-    values["APP_UPSTREAM"] = "localhost:" + values["APP_UPSTREAM"].rsplit(":", 1)[1]
+    values["APP_SERVERS"] = values["APP_SERVERS"].replace("tasks-app:", "localhost:")
     values["RESOLVER"] = "localhost"
     conf = stack.render_nginx(tmp_path, values)
     result = subprocess.run([stack.nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(conf)],

@@ -33,7 +33,7 @@ def stack():
 def scrape(stack):
     """(the app's samples, nginx's samples): gunicorn directly, nginx's metrics listener."""
     texts = []
-    for port in (stack.ports["app"], stack.ports["metrics"]):
+    for port in (stack.ports["app"], stack.ports["metrics"][0]):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
             texts.append(samples(response.read().decode()))
@@ -89,8 +89,8 @@ def test_neither_metrics_page_is_reachable_through_the_public_port(stack, path):
 
 def test_the_metrics_listener_serves_metrics_only_and_on_loopback(stack):
     conf = (stack.dir / "nginx" / "nginx.conf").read_text()
-    assert f"listen 127.0.0.1:{stack.ports['metrics']};" in conf
+    assert f"listen 127.0.0.1:{stack.ports['metrics'][0]};" in conf
     for path in ("/", "/api/tasks", "/_stub_status"):
         with pytest.raises(urllib.error.HTTPError) as error:
-            urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['metrics']}{path}", timeout=5)
+            urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['metrics'][0]}{path}", timeout=5)
         assert error.value.code == 404

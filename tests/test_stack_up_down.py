@@ -29,9 +29,9 @@ def test_up_twice_is_a_no_op_writes_take_the_environments_token_and_down_stops_a
                   http_port=free_port())
     try:
         url = stack.up()
-        pids = {name: stack.pid(name) for name in Stack.ORDER}
+        pids = {name: stack.pid(name) for name in stack.order}
         again = Stack(state_dir=stack.dir, http_port=free_port())  # as a second `make up` would
-        assert again.up() == url and {n: again.pid(n) for n in Stack.ORDER} == pids
+        assert again.up() == url and {n: again.pid(n) for n in stack.order} == pids
         refused = call(stack, "POST", "/api/tasks", {"title": "x"})
         assert refused.status == 401 and refused.header("WWW-Authenticate").startswith("Bearer")
         assert call(stack, "POST", "/api/tasks", {"title": "x"},
@@ -39,7 +39,8 @@ def test_up_twice_is_a_no_op_writes_take_the_environments_token_and_down_stops_a
     finally:
         stack.down()
     assert not any(pid_alive(pid) for pid in pids.values())
-    for port in {stack.ports[k] for k in ("http", "app", "redis", "postgres", "metrics")}:
+    ports = {stack.ports[k] for k in ("http", "redis", "postgres")}
+    for port in ports | {*stack.ports["apps"], *stack.ports["metrics"]}:
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
 
