@@ -1,4 +1,4 @@
-"""GET /api/health: a plain status report, never cached."""
+"""Probes: GET /api/health (readiness: a status report) and GET /api/live (liveness); never cached."""
 
 from flask import Blueprint, current_app
 
@@ -19,3 +19,9 @@ def health():
     if not postgres:
         headers["Retry-After"] = "2"
     return body, 200 if postgres else 503, headers
+
+
+@bp.get("/live")
+def live():
+    """The process answers; touches neither PostgreSQL nor Redis, so their outage restarts nothing."""
+    return {"status": "alive"}, 200, {"Cache-Control": "no-store"}

@@ -116,6 +116,9 @@ def build(app):
             "503": {"description": "PostgreSQL is down.",
                     "headers": {"Retry-After": _ref("headers", "RetryAfter")},
                     "content": _json_content(_ref("schemas", "Health"))}})},
+        "/api/live": {"get": op("health.live", {
+            "200": {"description": "The process answers (PostgreSQL and Redis are not asked).",
+                    "content": _json_content(_ref("schemas", "Live"))}})},
         "/api/tasks": {
             "get": op("tasks.list_tasks", {
                 "200": {"description": "A page; `next` is null on the last page.",
@@ -172,6 +175,8 @@ def build(app):
                            "properties": {"status": {"enum": ["ok", "degraded", "down"]},
                                           "postgres": {"enum": ["ok", "down"]},
                                           "redis": {"enum": ["ok", "down"]}}},
+                "Live": {"type": "object", "required": ["status"],
+                         "properties": {"status": {"const": "alive"}}},
                 "Problem": {"type": "object", "required": ["type", "title", "status", "detail"],
                             "properties": {
                                 "type": {"type": "string"}, "title": {"type": "string"},
