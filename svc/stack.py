@@ -15,6 +15,7 @@ import socket
 import string
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STACK_DIR = ROOT / ".stack"
 NGINX_TEMPLATE = ROOT / "conf" / "nginx" / "nginx.conf"
 NGINX_USER = "nobody"  # nginx workers' user when the master runs as root
+SHM = Path("/dev/shm")  # memory: nginx's micro-cache goes there when it can
 
 
 class StackError(RuntimeError):
@@ -205,11 +207,35 @@ def nginx_binary():
     return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
+def micro_cache_in_memory(state_dir):
+    """Make STATE_DIR/microcache a link to a new directory in /dev/shm, if it is writable:
+    every edge hit writes a micro-cache file, and a file system on disk makes that the edge's
+    main cost. free_micro_cache removes it."""
+    link = Path(state_dir) / "microcache"
+    if link.is_symlink() and link.resolve().is_dir():
+        return  # nginx restarted: keep its cache
+    free_micro_cache(state_dir)
+    if link.exists() or not os.access(SHM, os.W_OK):
+        return  # a directory from before, or no /dev/shm: the cache stays in STATE_DIR
+    target = tempfile.mkdtemp(prefix="tasks-svc-micro-", dir=SHM)
+    _owned_by(target, NGINX_USER)
+    link.symlink_to(target)
+
+
+def free_micro_cache(state_dir):
+    """Delete the micro-cache that micro_cache_in_memory put in /dev/shm, and its link."""
+    link = Path(state_dir) / "microcache"
+    if link.is_symlink():
+        shutil.rmtree(os.readlink(link), ignore_errors=True)
+        link.unlink()
+
+
 def start_nginx(state_dir, port, app_port, redis_port):
     """Start nginx in the foreground of a detached process; returns its master PID."""
     conf = render_nginx(state_dir, {"LISTEN": f"127.0.0.1:{port}",
                                     "APP_UPSTREAM": f"127.0.0.1:{app_port}",
                                     "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port)})
+    micro_cache_in_memory(state_dir)
     # A killed nginx leaves its socket behind, and then cannot bind it again.
     (Path(state_dir) / "edge.sock").unlink(missing_ok=True)
     proc = _spawn([nginx_binary(), "-p", str(state_dir), "-c", str(conf), "-g", "daemon off;"],
@@ -308,6 +334,8 @@ class Stack:
         if pid:
             stop_pid(pid, signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
         (self.dir / f"{name}.pid").unlink(missing_ok=True)
+        if name == "nginx":
+            free_micro_cache(self.dir / "nginx")
 
     def down(self):
         """Stop every process this stack started, by PID."""
