@@ -3,9 +3,10 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# Debian packages the local servers come from (PostgreSQL, Redis, nginx with Lua), and the
-# browser of tests/test_docs_browser.py (chromium: ~360 MB installed, ~20 s to install).
-DEBS   := postgresql redis-server nginx libnginx-mod-http-lua chromium
+# Debian packages the local servers come from (PostgreSQL, Redis, nginx with Lua), the browser
+# of tests/test_docs_browser.py (chromium: ~360 MB installed, ~20 s to install), and wrk (make
+# bench, and its smoke test).
+DEBS   := postgresql redis-server nginx libnginx-mod-http-lua chromium wrk
 
 .PHONY: test test-fast up down deps venv bench fuzz chaos clean
 
@@ -40,15 +41,9 @@ up: deps venv
 down:
 	@if [ -x $(PY) ]; then $(PY) -m svc stack down; else echo "nothing to stop"; fi
 
-# Layer-by-layer read benchmark on a throwaway stack (never part of make test); needs wrk.
+# Each layer against its ceiling, and the writes, on a throwaway stack (make test runs only a
+# smoke of it: tests/test_bench_smoke.py).
 bench: deps venv
-	@command -v wrk >/dev/null || { \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing: wrk"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
-	else \
-		echo "missing: wrk (sudo apt-get install wrk)"; exit 1; \
-	fi; }
 	$(PY) tests/bench.py
 
 # schemathesis against the served OpenAPI document, every check (FUZZ_EXAMPLES per operation).

@@ -72,3 +72,24 @@ def test_redis_outage_is_logged_once_not_per_request(config, provider, db, caplo
         assert len(warnings) == 1
     finally:
         close_app(app)
+
+
+def test_a_pooled_connection_postgresql_ended_while_idle_is_replaced_before_use(config, db):
+    from svc.db import make_pool
+    from svc.stack import wait_for
+
+    pool = make_pool(config)
+    try:
+        pool.wait(timeout=10)
+        with pool.connection() as first, pool.connection() as second:
+            ended = {first.info.backend_pid, second.info.backend_pid}
+        for pid in ended:  # as a restart does to every idle connection
+            db.execute("select pg_terminate_backend(%s)", [pid])
+        wait_for(lambda: not db.execute("select 1 from pg_stat_activity where pid = any(%s)",
+                                        [list(ended)]).fetchall(), "the backends to end")
+        for _ in range(3):
+            with pool.connection() as conn:
+                assert conn.execute("select 1 as one").fetchone()["one"] == 1
+                assert conn.info.backend_pid not in ended
+    finally:
+        pool.close()
