@@ -10,7 +10,7 @@ against PostgreSQL afterwards. The same figures go to a JSON file (--json; defau
 in the state directory, which keeps only that file once the run succeeds).
 
 For the bench only, the stack's nginx is given a static server (with open_file_cache, as the
-micro-cache has: the ceiling is nginx at its best), a write rate limit it cannot
+micro-cache has: the ceiling is nginx at its best), a write rate limit and burst it cannot
 reach from one address, and a 1-hour edge TTL (the edge rows cycle over entries primed once).
 Exits 1 if a check fails (a 5xx, a write acknowledged and not stored); speed never fails it.
 Not collected by pytest (no test_ prefix); tests/test_bench_smoke.py runs a short one.
@@ -214,6 +214,7 @@ class Bench:
         edits = [
             (r"(set \$edge_ttl\s+)\d+;", rf"\g<1>{EDGE_TTL};"),
             (r"(limit_req_zone \$write_limit_key zone=writes:\S+ rate=)\d+r/s;", r"\g<1>100000r/s;"),
+            (r"(limit_req zone=writes burst=)\d+", r"\g<1>100000"),  # a stalled loop's burst too
             (r"\}\s*\Z", (f"    # bench: the static ceiling\n    server {{\n"
                           f"        listen 127.0.0.1:{port};\n        root {static};\n"
                           f"        default_type application/json;\n"
