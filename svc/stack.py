@@ -41,11 +41,14 @@ class StackError(RuntimeError):
     """A server did not start."""
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(taken=()):
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and not one of `taken`."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in taken:
+            return port
 
 
 def wait_for(check, what, timeout=30.0):
@@ -363,9 +366,16 @@ class Stack:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)  # postgres and nginx workers run as other users
         nodes = self.ports["nodes"]
-        self.ports.update(postgres=free_port(), redis=free_port(),
-                          apps=[free_port() for _ in range(nodes)],
-                          metrics=[free_port() for _ in range(nodes)])
+        # The fronts' ports (http_port + i) are only bound later: keep the others off them.
+        taken = {self.front(i) for i in range(nodes)}
+
+        def port():
+            chosen = free_port(taken)
+            taken.add(chosen)
+            return chosen
+
+        self.ports.update(postgres=port(), redis=port(), apps=[port() for _ in range(nodes)],
+                          metrics=[port() for _ in range(nodes)])
         self.ports["app"] = self.ports["apps"][0]
         self.ports_file.write_text(json.dumps(self.ports))
         self.secrets = {name: os.environ.get(name) or secrets.token_hex(16) for name in SECRETS}
