@@ -7,6 +7,7 @@ conf/gunicorn.conf.py empties the folder at start and drops a dead worker's live
 Without the variable (the in-process test app) the app's own registry answers.
 """
 
+import struct
 import threading
 import time
 
@@ -22,6 +23,7 @@ UNMATCHED = "unmatched"  # the route label when no route matched (404, 405): nev
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))  # else "other"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 POOL_EVERY_S = 1.0  # how often a worker writes its pool's figures (multiprocess mode)
+SCRAPE_TRIES = 5  # a scrape that meets a worker file being created tries again
 
 
 class Metrics:
@@ -91,7 +93,15 @@ class Metrics:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)
         encode, content_type = choose_encoder(accept)
-        return encode(registry), content_type
+        for attempt in range(SCRAPE_TRIES):
+            try:
+                return encode(registry), content_type
+            except struct.error:
+                # A worker's file read in the instant between its creation and its first
+                # write is empty; a moment later it is whole.
+                if attempt == SCRAPE_TRIES - 1:
+                    raise
+                time.sleep(0.01)
 
 
 def _check_mode(multiproc_dir):
