@@ -108,7 +108,15 @@ class Cache:
 
     def entry(self, scope, what, loader):
         """(Entry or None, hit): read_through for a response that loader() builds as an Entry."""
-        value, hit = self.read_through(scope, what, self.ttl, lambda: _pack(loader()))
+        loaded = []  # on a miss, the Entry itself: no need to parse back what was just packed
+
+        def load():
+            loaded.append(loader())
+            return None if loaded[0] is None else loaded[0].pack()
+
+        value, hit = self.read_through(scope, what, self.ttl, load)
+        if loaded:
+            return loaded[0], hit
         return (None if value is None else Entry.unpack(value)), hit
 
     def _fill(self, full_key, ttl, loader):
@@ -181,7 +189,3 @@ class Cache:
         if self._skip_until:
             log.info("redis is back")
             self._skip_until = 0.0
-
-
-def _pack(entry):
-    return None if entry is None else entry.pack()
