@@ -16,7 +16,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from svc import create_app
-from svc.stack import free_port, start_app, stop_pid, wait_for
+from svc.stack import Stack, free_port, start_app, stop_pid, wait_for
 
 # What can happen to Redis, each undone by restarting or resuming it (see redis_fault).
 REDIS_FAULTS = ("paused", "restarted empty", "restarted with its data")
@@ -68,6 +68,19 @@ def post(base, key, title="once", timeout=10):
         return exc
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def running_stack(name, http_port=None, **options):
+    """A throwaway stack started by the code behind `make up` on free ports (`options` go to
+    Stack), stopped afterwards."""
+    stack = Stack(state_dir=Path(tempfile.mkdtemp(prefix=f"tasks-svc-{name}-")),
+                  http_port=http_port or free_port(), **options)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
 
 
 @contextlib.contextmanager

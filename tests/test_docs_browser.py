@@ -11,13 +11,13 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from svc.stack import Stack, free_port
+from helpers import running_stack
+
 
 pytestmark = pytest.mark.stack
 
@@ -36,12 +36,8 @@ OPERATION = re.compile(r'<span class="opblock-summary-method">(\w+)</span>.*?dat
 @pytest.fixture(scope="module")
 def docs_stack():
     """The whole stack, as `make up` starts it, on free ports."""
-    stack = Stack(state_dir=Path(tempfile.mkdtemp(prefix="tasks-svc-docs-")), http_port=free_port())
-    try:
-        stack.up()
+    with running_stack("docs") as stack:
         yield stack
-    finally:
-        stack.down()
 
 
 @pytest.fixture(scope="module")

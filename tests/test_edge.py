@@ -2,16 +2,14 @@
 
 import json
 import re
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 import redis
 
-from helpers import access_log_line, call, new_task
+from helpers import access_log_line, call, new_task, running_stack
 from svc.resource import MAX_BODY
-from svc.stack import Stack, free_port
+
 
 pytestmark = pytest.mark.stack
 
@@ -21,13 +19,8 @@ MICRO = 2.1  # nginx counts the 1 s validity in whole seconds: an entry lives un
 @pytest.fixture(scope="module")
 def edge():
     """A stack started by the code behind `make up`, on free ports."""
-    state = Path(tempfile.mkdtemp(prefix="tasks-svc-edge-"))
-    stack = Stack(state_dir=state, http_port=free_port())
-    try:
-        stack.up()
+    with running_stack("edge") as stack:
         yield stack
-    finally:
-        stack.down()
 
 
 @pytest.fixture

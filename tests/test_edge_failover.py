@@ -4,15 +4,13 @@ once nginx's micro-cache second has passed, its Redis edge cache serves nothing 
 The app's own cache under the same faults: test_failover.py.
 """
 
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 import redis
 
-from helpers import REDIS_FAULTS, call, new_task, redis_fault
-from svc.stack import Stack, free_port
+from helpers import REDIS_FAULTS, call, new_task, redis_fault, running_stack
+
 
 pytestmark = pytest.mark.stack
 
@@ -22,13 +20,8 @@ MICRO = 2.1  # nginx counts the micro-cache's 1 s in whole seconds: an entry liv
 @pytest.fixture(scope="module")
 def edge():
     """A stack whose Redis keeps an append-only file, so it can come back with its data."""
-    stack = Stack(state_dir=Path(tempfile.mkdtemp(prefix="tasks-svc-failover-")),
-                  http_port=free_port(), persistent_redis=True)
-    try:
-        stack.up()
+    with running_stack("failover", persistent_redis=True) as stack:
         yield stack
-    finally:
-        stack.down()
 
 
 def edge_entries(stack, url):

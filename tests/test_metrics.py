@@ -2,16 +2,14 @@
 and stub_status, on the internal listener) move by exactly what a known sequence of requests
 does; neither is reachable through the public port."""
 
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from helpers import call, moved, new_task, samples
-from svc.stack import Stack, free_port
+from helpers import call, moved, new_task, running_stack, samples
+
 
 pytestmark = pytest.mark.stack
 
@@ -21,13 +19,8 @@ MICRO = 2.1  # nginx counts the 1 s micro-cache validity in whole seconds
 @pytest.fixture(scope="module")
 def stack():
     """A stack of its own, started by the code behind `make up`."""
-    started = Stack(state_dir=Path(tempfile.mkdtemp(prefix="tasks-svc-metrics-")),
-                    http_port=free_port())
-    try:
-        started.up()
+    with running_stack("metrics") as started:
         yield started
-    finally:
-        started.down()
 
 
 def scrape(stack):

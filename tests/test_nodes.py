@@ -6,15 +6,13 @@ import json
 import os
 import signal
 import socket
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from helpers import call, moved, new_task, samples
-from svc.stack import Stack, free_port, wait_for
+from helpers import call, moved, new_task, running_stack, samples
+from svc.stack import free_port, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -33,13 +31,8 @@ def two_free_ports():
 @pytest.fixture(scope="module")
 def nodes():
     """A stack of two nodes, as NODES=2 make up starts it."""
-    stack = Stack(state_dir=Path(tempfile.mkdtemp(prefix="tasks-svc-nodes-")),
-                  http_port=two_free_ports(), nodes=2)
-    try:
-        stack.up()
+    with running_stack("nodes", http_port=two_free_ports(), nodes=2) as stack:
         yield stack
-    finally:
-        stack.down()
 
 
 def app_log_lines(stack, request_id):
