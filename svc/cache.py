@@ -1,7 +1,9 @@
 """The read-through cache in Redis: per-task generations, stampede-safe, never fatal."""
 
 import contextlib
+import hashlib
 import logging
+import re
 import secrets
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ GEN_TTL_S = 86_400  # a task's generation must outlive every entry (CACHE_TTL, n
 LOCK_TTL_MS = 2000  # a filler that died frees the key after this
 FILL_WAIT_S = 0.2  # how long a reader waits for another's fill before loading itself
 RETRY_AFTER_S = 1.0  # after a Redis error, skip Redis this long instead of paying a timeout per request
+RUN_ID = re.compile(rb"^run_id:(\w+)", re.M)
 # Deletes the fill lock only if it is still ours (it may have expired and been taken).
 UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
@@ -48,11 +51,20 @@ class Entry(NamedTuple):
 
 
 def make_redis(url):
-    """A client with short timeouts and no retries: a slow Redis must not slow requests."""
+    """A client with short timeouts and no retries: a slow Redis must not slow requests. Each
+    connection knows the run_id of the Redis process it reaches (`learn_run_id`)."""
     return redis.Redis.from_url(
         url, socket_timeout=0.25, socket_connect_timeout=0.25, retry=Retry(NoBackoff(), 0),
-        health_check_interval=30,
+        health_check_interval=30, redis_connect_func=learn_run_id,
     )
+
+
+def learn_run_id(conn):
+    """redis-py's connect hook: log in and select the database as usual, then note the run_id of
+    the process this connection reaches, which generations.lua names every key after."""
+    conn.on_connect()
+    conn.send_command("INFO", "server")
+    conn.run_id = RUN_ID.search(conn.read_response())[1].decode()
 
 
 class Observer:
@@ -78,7 +90,8 @@ class Cache:
         # Redis holds: it reads nothing from it until the janitor has found no unpaid bump.
         self.suspect = False
         self._unlock = client.register_script(UNLOCK)
-        self._generations = client.register_script(GENERATIONS.read_text())
+        self._script = GENERATIONS.read_text()
+        self._sha = hashlib.sha1(self._script.encode()).hexdigest()
 
     def read_through(self, scope, what, ttl, loader):
         """Return (bytes, hit): the cached value of `what` in `scope` (a task id or LIST), else
@@ -96,7 +109,7 @@ class Cache:
         """read_through's work, unreported."""
         try:
             if self.available() and not self.suspect:
-                key, value = self._generations(args=["read", "app", scope, what])
+                key, value = self._generations("read", "app", scope, what)
                 if value is not None:
                     return value, True
                 result = self._fill(key.decode(), ttl, loader)
@@ -156,13 +169,33 @@ class Cache:
             self.suspect = True
             return False
         try:
-            self._generations(args=["bump", "" if task_id is None else task_id,
-                                    version or 0, GEN_TTL_S])
+            self._generations("bump", "" if task_id is None else task_id, version or 0,
+                              GEN_TTL_S)
         except redis.RedisError as exc:
             self._failed(exc)
             return False
         self._recovered()
         return True
+
+    def _generations(self, *args):
+        """generations.lua's reply, run on one connection with the run_id that connection
+        learned: the argument always names the process that answers, even across a reconnect."""
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            try:
+                conn.send_command("EVALSHA", self._sha, 0, conn.run_id, *args)
+                return conn.read_response()
+            except redis.exceptions.NoScriptError:  # flushed, or a Redis we have not used yet
+                conn.send_command("EVAL", self._script, 0, conn.run_id, *args)
+                return conn.read_response()
+        except redis.ResponseError:
+            raise  # an error reply: the connection is in step
+        except BaseException:
+            conn.disconnect()  # it may hold half a reply
+            raise
+        finally:
+            pool.release(conn)
 
     def ping(self):
         """True if Redis answers now; ignores the back-off so health reports the truth."""

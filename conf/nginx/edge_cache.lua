@@ -24,28 +24,6 @@ local DROP = { -- never copied from the app response: hop-by-hop, recomputed, or
 
 -- Minimal RESP client ----------------------------------------------------------
 
-local function connect()
-    if ngx.now() < skip_until then return nil end
-    local sock = ngx.socket.tcp()
-    sock:settimeouts(TIMEOUT_MS, TIMEOUT_MS, TIMEOUT_MS)
-    local ok, err = sock:connect(ngx.var.redis_host, tonumber(ngx.var.redis_port))
-    if not ok then
-        skip_until = ngx.now() + RETRY_AFTER_S
-        return nil, err
-    end
-    -- A new connection logs in first (a pooled one already has); nginx.conf: env REDIS_PASSWORD;
-    local password = sock:getreusedtimes() == 0 and os.getenv("REDIS_PASSWORD") or ""
-    if password ~= "" then
-        sock:send({ "*2\r\n$4\r\nAUTH\r\n$", #password, "\r\n", password, "\r\n" })
-        if sock:receive("*l") ~= "+OK" then
-            sock:close()
-            skip_until = ngx.now() + RETRY_AFTER_S
-            return nil, "redis: AUTH failed"
-        end
-    end
-    return sock
-end
-
 -- Reads one reply: a bulk/simple/integer reply as a string, ngx.null for a nil bulk reply,
 -- an array (one level) as a table, or nil, err (an "-ERR ..." reply too).
 local function read_reply(sock)
@@ -85,14 +63,57 @@ local function call(sock, ...)
     return read_reply(sock)
 end
 
--- Pool a healthy connection; a failed one may hold a half-read reply, so close it and back off.
-local function release(sock, healthy)
-    if healthy then
-        sock:setkeepalive(30000, 32)
-    else
+-- The run_id of the Redis process this worker's pooled connections reach (generations.lua names
+-- every key after it). Connections are pooled under it: one checked, as it connected, to reach
+-- another process (Redis restarted, or a new one behind the same name) serves its request and
+-- closes, so a pooled connection's process is always the one its pool is named after.
+local run_id = ""
+
+-- Returns a connection, the run_id of the process it reaches, and whether it may be pooled;
+-- or nil while backing off or when Redis fails.
+local function connect()
+    if ngx.now() < skip_until then return nil end
+    local sock = ngx.socket.tcp()
+    sock:settimeouts(TIMEOUT_MS, TIMEOUT_MS, TIMEOUT_MS)
+    local host, port, pool_run = ngx.var.redis_host, ngx.var.redis_port, run_id
+    local ok, err = sock:connect(host, tonumber(port), { pool = host .. ":" .. port .. ":" .. pool_run })
+    if not ok then
+        skip_until = ngx.now() + RETRY_AFTER_S
+        return nil, err
+    end
+    if sock:getreusedtimes() > 0 then return sock, pool_run, true end
+    -- A new connection logs in (nginx.conf: env REDIS_PASSWORD;) and learns its process's run_id.
+    local password = os.getenv("REDIS_PASSWORD") or ""
+    local info
+    if password ~= "" then
+        sock:send({ "*2\r\n$4\r\nAUTH\r\n$", #password, "\r\n", password, "\r\n" })
+        if sock:receive("*l") ~= "+OK" then
+            sock:close()
+            skip_until = ngx.now() + RETRY_AFTER_S
+            return nil, "redis: AUTH failed"
+        end
+    end
+    sock:send("*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+    info, err = read_reply(sock)
+    local id = type(info) == "string" and info:match("\nrun_id:(%x+)")
+    if not id then
         sock:close()
         skip_until = ngx.now() + RETRY_AFTER_S
+        return nil, err or "redis: no run_id"
     end
+    run_id = id
+    return sock, id, id == pool_run
+end
+
+-- Pool a healthy connection (if its pool is its process's); a failed one may hold a half-read
+-- reply, so close it and back off.
+local function release(sock, healthy, pooled)
+    if healthy and pooled then
+        sock:setkeepalive(30000, 32)
+        return
+    end
+    sock:close()
+    if not healthy then skip_until = ngx.now() + RETRY_AFTER_S end
 end
 
 -- Cache logic -------------------------------------------------------------------
@@ -104,22 +125,22 @@ end
 
 -- Returns the key for this request (nil if Redis is unusable) and the entry (nil on miss).
 local function lookup(uri)
-    local sock = connect()
+    local sock, run, pooled = connect()
     if not sock then return nil end
-    local args = { "read", "edge", scope(uri), uri }
+    local args = { run, "read", "edge", scope(uri), uri }
     local reply, err = call(sock, "EVALSHA", SHA, 0, unpack(args))
     if reply == nil and err and err:find("NOSCRIPT", 1, true) then -- Redis restarted: load it
         reply = call(sock, "EVAL", SCRIPT, 0, unpack(args))
     end
-    release(sock, reply ~= nil)
+    release(sock, reply ~= nil, pooled)
     if type(reply) ~= "table" then return nil end
     return reply[1], reply[2] ~= ngx.null and reply[2] or nil
 end
 
 local function store(key, value)
-    local sock = connect()
+    local sock, _, pooled = connect()
     if not sock then return end
-    release(sock, call(sock, "SET", key, value, "EX", ngx.var.edge_ttl) ~= nil)
+    release(sock, call(sock, "SET", key, value, "EX", ngx.var.edge_ttl) ~= nil, pooled)
 end
 
 local function send(status, headers, body, edge)
