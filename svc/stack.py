@@ -16,7 +16,6 @@ import socket
 import string
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -34,7 +33,6 @@ APP_ROLE = "tasks_app"  # the app's PostgreSQL login, as in compose and conf/k8s
 ROLE_SCRIPT = ROOT / "conf" / "db-app-role.sh"  # compose's init script, run here too
 # Passwords of the stack: from the environment if set there, else new ones for each `up`.
 SECRETS = ("APP_DB_PASSWORD", "REDIS_PASSWORD")
-SHM = Path("/dev/shm")  # memory: nginx's micro-cache goes there when it can
 
 
 class StackError(RuntimeError):
@@ -239,29 +237,6 @@ def nginx_binary():
     return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def micro_cache_in_memory(state_dir):
-    """Make STATE_DIR/microcache a link to a new directory in /dev/shm, if it is writable:
-    every edge hit writes a micro-cache file, and a file system on disk makes that the edge's
-    main cost. free_micro_cache removes it."""
-    link = Path(state_dir) / "microcache"
-    if link.is_symlink() and link.resolve().is_dir():
-        return  # nginx restarted: keep its cache
-    free_micro_cache(state_dir)
-    if link.exists() or not os.access(SHM, os.W_OK):
-        return  # a directory from before, or no /dev/shm: the cache stays in STATE_DIR
-    target = tempfile.mkdtemp(prefix="tasks-svc-micro-", dir=SHM)
-    _owned_by(target, NGINX_USER)
-    link.symlink_to(target)
-
-
-def free_micro_cache(state_dir):
-    """Delete the micro-cache that micro_cache_in_memory put in /dev/shm, and its link."""
-    link = Path(state_dir) / "microcache"
-    if link.is_symlink():
-        shutil.rmtree(os.readlink(link), ignore_errors=True)
-        link.unlink()
-
-
 def app_servers(addresses):
     """APP_SERVERS for the nginx template: an upstream line per gunicorn node ("host:port"); a
     node that fails is left alone for 2 s, then tried again."""
@@ -280,9 +255,6 @@ def start_nginx(state_dir, port, app_ports, redis_port, metrics_port, redis_pass
                                     "METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
                                     "APP_SERVERS": app_servers(f"127.0.0.1:{p}" for p in app_ports),
                                     "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port)})
-    micro_cache_in_memory(state_dir)
-    # A killed nginx leaves its socket behind, and then cannot bind it again.
-    (Path(state_dir) / "edge.sock").unlink(missing_ok=True)
     env = {**os.environ, "REDIS_PASSWORD": redis_password or ""}
     proc = _spawn([nginx_binary(), "-p", str(state_dir), "-c", str(conf), "-g", "daemon off;"],
                   Path(state_dir) / "nginx.out", env)
@@ -422,8 +394,6 @@ class Stack:
         if pid:
             stop_pid(pid, signal.SIGQUIT if name.startswith("nginx") else signal.SIGTERM)
         (self.dir / f"{name}.pid").unlink(missing_ok=True)
-        if name.startswith("nginx"):
-            free_micro_cache(self.dir / name)
 
     def down(self):
         """Stop every process this stack started, by PID."""

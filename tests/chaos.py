@@ -32,7 +32,7 @@ from svc.config import Config  # noqa: E402
 from svc.stack import Stack, free_port  # noqa: E402
 
 TASKS = 1000
-ALLOWANCE_S = 2.0  # nginx's micro-cache entry lives under 2 s: older data than that is stale
+ALLOWANCE_S = 2.0  # a micro-cache copy answers for 1 s; older data than 2 s is stale here
 RETRY_FOR_S = 15.0  # a writer retries one write (same Idempotency-Key) this long at most
 READERS, WRITERS = 6, 4  # writers send from their own loopback address: nginx limits per client
 

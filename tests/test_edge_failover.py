@@ -14,7 +14,7 @@ from helpers import REDIS_FAULTS, call, new_task, redis_fault, running_stack
 
 pytestmark = pytest.mark.stack
 
-MICRO = 2.1  # nginx counts the micro-cache's 1 s in whole seconds: an entry lives under 2 s
+MICRO = 2.1  # a micro-cache copy answers for 1 s (edge_cache.lua): wait well past it
 
 
 @pytest.fixture(scope="module")

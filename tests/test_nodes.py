@@ -16,7 +16,7 @@ from svc.stack import free_port, wait_for
 
 pytestmark = pytest.mark.stack
 
-MICRO = 2.1  # nginx counts the micro-cache's 1 s in whole seconds: an entry lives under 2 s
+MICRO = 2.1  # a micro-cache copy answers for 1 s (edge_cache.lua): wait well past it
 
 
 def two_free_ports():

@@ -80,18 +80,3 @@ def test_down_during_a_write_load_loses_no_acknowledged_write():
     finally:
         stop_postgres(data)
     assert set(acknowledged) <= stored
-
-
-def test_the_micro_cache_is_in_memory_while_up_and_gone_after_down():
-    stack = Stack(state_dir=Path(tempfile.mkdtemp(prefix="tasks-svc-micro-")),
-                  http_port=free_port())
-    try:
-        stack.up()
-        link = stack.dir / "nginx" / "microcache"
-        memory = link.resolve()
-        assert link.is_symlink() and memory.parent == Path("/dev/shm")
-        assert call(stack, "GET", "/api/tasks/1").header("X-Cache-Status") == "MISS"
-        assert any(p.is_file() for p in memory.rglob("*")), "nginx stored its copy there"
-    finally:
-        stack.down()
-    assert not memory.exists() and not link.exists()

@@ -1,16 +1,34 @@
--- Shared edge cache in Redis for GET/HEAD of /api/tasks[/{id}] (edge server in nginx.conf).
+-- The read path of GET/HEAD /api/tasks[/{id}] (nginx.conf, front server): two cache layers in
+-- one content handler, then the app.
 --
--- Key:   built by generations.lua, the script the app's cache runs too (one EVALSHA a lookup):
---        under the generation of the task the URI names, or of the list for /api/tasks?...
--- Value: "<status>\n<content-type>\n<etag>\n<body>", SET with EX $edge_ttl.
--- The generation is read BEFORE fetching from the app, so a write racing with the fetch can
--- only leave an entry under the old generation, which nobody reads any more.
+-- 1. Micro-cache: this nginx node's memory (lua_shared_dict micro). Any response the app gave
+--    with status 200 or 404, as sent (status, headers, body), answers for FRESH_S; kept KEEP_S
+--    longer to be served stale while the app fails (STALE) or while one request refreshes it
+--    (UPDATING). One request per key refreshes; the others serve the stale copy or wait for it.
+--    X-Cache-Status says which: HIT, MISS, EXPIRED, STALE, UPDATING or BYPASS.
+-- 2. Edge cache: Redis, shared by every node. Key built by generations.lua, the script the app's
+--    cache runs too (one EVALSHA a lookup): under the generation of the task the URI names, or
+--    of the list for /api/tasks?... Value "<status>\n<content-type>\n<etag>\n<body>", 200s
+--    only, SET with EX $edge_ttl. The generation is read BEFORE fetching from the app, so a
+--    write racing with the fetch can only leave an entry under the old generation, which
+--    nobody reads any more. X-Edge-Cache says HIT, MISS or BYPASS.
+-- 3. The app, by a subrequest to /_app.
 -- Redis errors/timeouts never fail the request: we fall through to the app (X-Edge-Cache: MISS).
+-- Writes and other methods go to @app untouched. Both layers' outcomes are counted here
+-- (metrics.lua), so no request pays for a log-phase handler.
+local metrics = require "metrics"
+
 local M = {}
 
 -- Loaded once, in nginx's master (init_by_lua): the script's text and its SHA-1 for EVALSHA.
 local SCRIPT = assert(io.open(assert(package.searchpath("generations", package.path)))):read("*a")
 local SHA = ngx.sha1_bin(SCRIPT):gsub(".", function(c) return string.format("%02x", c:byte()) end)
+
+local MICRO = ngx.shared.micro
+local FRESH_MS = 1000 -- the micro-cache's second
+local KEEP_S = 600    -- how long a copy may be served stale (STALE, UPDATING)
+local LOCK_S = 5      -- a refresh that takes longer lets the waiting requests fetch for themselves
+local WAIT_S = 0.002  -- how often a waiting request looks for the refreshed copy
 
 local TIMEOUT_MS = 100
 -- After a Redis error this worker leaves Redis alone for a second: no timeout paid per request,
@@ -116,7 +134,7 @@ local function release(sock, healthy, pooled)
     if not healthy then skip_until = ngx.now() + RETRY_AFTER_S end
 end
 
--- Cache logic -------------------------------------------------------------------
+-- Edge cache (Redis) ---------------------------------------------------------------
 
 -- The generation scope of a URI: the task it names, or the list.
 local function scope(uri)
@@ -143,52 +161,156 @@ local function store(key, value)
     release(sock, call(sock, "SET", key, value, "EX", ngx.var.edge_ttl) ~= nil, pooled)
 end
 
-local function send(status, headers, body, edge)
-    ngx.status = status
-    for name, value in pairs(headers) do ngx.header[name] = value end
-    ngx.header["Content-Length"] = #body
-    ngx.header["X-Edge-Cache"] = edge
-    if ngx.req.get_method() ~= "HEAD" then ngx.print(body) end
+-- Responses ------------------------------------------------------------------------
+
+-- A response as one string, as the micro-cache keeps it: "<status>\n<name>: <value>\n...\n\n<body>".
+local function pack(status, headers, body)
+    local out = { status }
+    for name, value in pairs(headers) do out[#out + 1] = name .. ": " .. value end
+    return table.concat(out, "\n") .. "\n\n" .. body
+end
+
+-- True if If-None-Match names this ETag (weak comparison, as nginx's own check) or is "*".
+local function not_modified(etag)
+    local wanted = ngx.var.http_if_none_match
+    if not wanted or not etag then return false end
+    if wanted == "*" then return true end
+    etag = etag:gsub("^W/", "")
+    for tag in wanted:gmatch("[^,%s]+") do
+        if tag:gsub("^W/", "") == etag then return true end
+    end
+    return false
+end
+
+-- Sends a packed response with this request's X-Cache-Status; 304 if If-None-Match matches.
+local function send(packed, micro_status)
+    local split = packed:find("\n\n", 1, true)
+    local head, body = packed:sub(1, split - 1), packed:sub(split + 2)
+    local status = tonumber(head:match("^%d+"))
+    for name, value in head:gmatch("\n([^:\n]+): ([^\n]*)") do ngx.header[name] = value end
+    ngx.header["X-Cache-Status"] = micro_status
+    if status == 200 and not_modified(ngx.header["ETag"]) then
+        ngx.status = 304
+        ngx.header["Content-Type"] = nil
+        ngx.send_headers()
+    else
+        ngx.status = status
+        ngx.header["Content-Length"] = #body
+        if ngx.req.get_method() ~= "HEAD" then ngx.print(body) end
+    end
     ngx.eof()
 end
 
-function M.serve()
-    local uri = ngx.var.cache_variant .. ngx.var.request_uri -- "count/api/tasks?..." (maps.conf)
-    -- Entries keep no X-Total-Count (only status, type, ETag, body): counted pages skip Redis.
-    local bypass = ngx.var.cache_bypass == "1" or ngx.var.cache_variant ~= ""
-    local key, entry
-    if not bypass then key, entry = lookup(uri) end
+-- Micro-cache ----------------------------------------------------------------------
 
+-- The clock the micro-cache's copies are stamped with (ms, in the dict's 32-bit flags).
+local function now_ms()
+    return math.floor(ngx.now() * 1000) % 4294967296
+end
+
+local function fresh(stamp)
+    return (now_ms() - stamp) % 4294967296 < FRESH_MS
+end
+
+-- Waits while another request refreshes `key`: its fresh copy, or nil once the refresh ended
+-- without one (or took longer than LOCK_S).
+local function wait_for(key, lock)
+    local deadline = ngx.now() + LOCK_S
+    repeat
+        ngx.sleep(WAIT_S)
+        local value, stamp = MICRO:get(key)
+        if value and fresh(stamp) then return value end
+    until not MICRO:get(lock) or ngx.now() >= deadline
+    return nil
+end
+
+-- The response from Redis or the app: { packed = the response (see pack), keep = whether the
+-- micro-cache may keep it, edge_key and edge_value = what to store in Redis once it is sent },
+-- or { status = nginx's own 502/504 } if the app gave no answer at all.
+local function fetch(uri, bypass)
+    local edge_key, entry
+    if not bypass then edge_key, entry = lookup(uri) end
     if entry then
         local status, ctype, etag, body = entry:match("^(%d+)\n([^\n]*)\n([^\n]*)\n(.*)$")
         if status then
+            metrics.count("edge", "HIT")
             local headers = { ["Content-Type"] = ctype ~= "" and ctype or nil,
-                              ["ETag"] = etag ~= "" and etag or nil }
-            return send(tonumber(status), headers, body, "HIT")
+                              ["ETag"] = etag ~= "" and etag or nil, ["X-Edge-Cache"] = "HIT" }
+            return { packed = pack(status, headers, body), status = tonumber(status), keep = true }
         end
     end
 
     -- Miss: fetch from the app (always GET, so even a HEAD leaves a complete entry).
     local res = ngx.location.capture("/_app", { method = ngx.HTTP_GET })
-    if res.status >= 500 and res.body == "" then
-        -- App unreachable/timed out (nginx-made error, no body): let error_page render problem+json.
-        return ngx.exit(res.status)
+    if res.status >= 500 and res.body == "" then -- nginx-made error: the app gave no answer
+        return { status = res.status }
     end
-    local headers, ctype, etag, cookie = {}, "", "", false
+    local edge = bypass and "BYPASS" or "MISS"
+    metrics.count("edge", edge)
+    local headers, ctype, etag, cookie = { ["X-Edge-Cache"] = edge }, nil, nil, false
     for name, value in pairs(res.header) do
         local lname = name:lower()
+        if type(value) == "table" then value = table.concat(value, ", ") end
         if not DROP[lname] then headers[name] = value end
         if lname == "content-type" then ctype = value end
         if lname == "etag" then etag = value end
         if lname == "set-cookie" then cookie = true end
     end
-    send(res.status, headers, res.body, bypass and "BYPASS" or "MISS")
-
-    -- Store after the response went out; only clean 200s without cookies.
-    if key and res.status == 200 and not res.truncated and not cookie
-            and type(ctype) == "string" and type(etag) == "string" then
-        store(key, table.concat({ res.status, ctype, etag, res.body }, "\n"))
+    local result = { packed = pack(res.status, headers, res.body), status = res.status,
+                     keep = (res.status == 200 or res.status == 404) and not res.truncated
+                            and not cookie }
+    if edge_key and result.keep and res.status == 200 and ctype and etag then
+        result.edge_key = edge_key
+        result.edge_value = table.concat({ res.status, ctype, etag, res.body }, "\n")
     end
+    return result
+end
+
+function M.serve()
+    local method = ngx.req.get_method()
+    if method ~= "GET" and method ~= "HEAD" then return ngx.exec("@app") end
+    local key = ngx.var.cache_variant .. ngx.var.request_uri -- "count/api/tasks?..." (maps.conf)
+
+    if ngx.var.cache_bypass == "1" then -- Cache-Control: no-cache: neither layer, nothing stored
+        metrics.count("micro", "BYPASS")
+        local answer = fetch(key, true)
+        if not answer.packed then return ngx.exit(answer.status) end
+        return send(answer.packed, "BYPASS")
+    end
+
+    local copy, stamp = MICRO:get_stale(key)
+    if copy and fresh(stamp) then
+        metrics.count("micro", "HIT")
+        return send(copy, "HIT")
+    end
+    local lock = "lock:" .. key
+    local locked = MICRO:add(lock, true, LOCK_S)
+    if not locked then -- another request refreshes this key
+        if copy then
+            metrics.count("micro", "UPDATING")
+            return send(copy, "UPDATING")
+        end
+        local refreshed = wait_for(key, lock)
+        if refreshed then
+            metrics.count("micro", "HIT")
+            return send(refreshed, "HIT")
+        end
+    end
+
+    -- Entries keep no X-Total-Count (only status, type, ETag, body): counted pages skip Redis.
+    local answer = fetch(key, ngx.var.cache_variant ~= "")
+    if copy and (not answer.packed or answer.status >= 500) then -- the app fails: its last
+        if locked then MICRO:delete(lock) end                        -- answer, stale, instead
+        metrics.count("micro", "STALE")
+        return send(copy, "STALE")
+    end
+    if answer.keep and locked then MICRO:set(key, answer.packed, KEEP_S, now_ms()) end
+    if locked then MICRO:delete(lock) end
+    local outcome = copy and "EXPIRED" or "MISS"
+    metrics.count("micro", outcome)
+    if not answer.packed then return ngx.exit(answer.status) end -- problem.conf renders it
+    send(answer.packed, outcome)
+    if answer.edge_key then store(answer.edge_key, answer.edge_value) end -- after it went out
 end
 
 return M

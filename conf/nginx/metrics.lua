@@ -1,21 +1,20 @@
 -- The edge's figures for Prometheus (nginx.conf): cache outcomes counted per request in a
 -- shared dict, served with nginx's stub_status figures on the internal metrics listener.
 --
--- count_micro(): log phase of the front server's /api/tasks[/{id}] reads: the micro-cache's
---                $upstream_cache_status (empty for writes, which it never caches: not counted).
--- count_edge():  log phase of the edge server: the X-Edge-Cache it sent (HIT, MISS, BYPASS).
+-- count(layer, outcome): called by edge_cache.lua as it answers a read of /api/tasks[/{id}]:
+--                 "micro" with its X-Cache-Status, "edge" with its X-Edge-Cache.
 -- serve():       GET /metrics on METRICS_LISTEN, in Prometheus text format.
 local M = {}
 
 local COUNTS = ngx.shared.edge_metrics
 -- Outcomes shown from the start, at 0; any other that occurs is shown once it has.
 local KNOWN = {
-    micro = { "BYPASS", "EXPIRED", "HIT", "MISS", "REVALIDATED", "STALE", "UPDATING" },
+    micro = { "BYPASS", "EXPIRED", "HIT", "MISS", "STALE", "UPDATING" },
     edge = { "BYPASS", "HIT", "MISS" },
 }
 local FAMILIES = {
     { layer = "micro", name = "nginx_micro_cache_requests_total",
-      help = "Reads of /api/tasks[/{id}] by micro-cache outcome ($upstream_cache_status)." },
+      help = "Reads of /api/tasks[/{id}] by micro-cache outcome (X-Cache-Status)." },
     { layer = "edge", name = "nginx_edge_cache_requests_total",
       help = "Reads that reached the Redis edge cache, by its outcome (X-Edge-Cache)." },
 }
@@ -24,24 +23,14 @@ local STUB = {
     { "nginx_connections_active", "gauge", "Client connections open now." },
     { "nginx_connections_accepted_total", "counter", "Client connections accepted." },
     { "nginx_connections_handled_total", "counter", "Client connections handled." },
-    { "nginx_http_requests_total", "counter", "Client requests, internal servers' included." },
+    { "nginx_http_requests_total", "counter", "Client requests, metrics scrapes included." },
     { "nginx_connections_reading", "gauge", "Connections where nginx reads the request." },
     { "nginx_connections_writing", "gauge", "Connections where nginx writes the response." },
     { "nginx_connections_waiting", "gauge", "Idle keepalive connections." },
 }
 
-local function count(layer, outcome)
-    if outcome and outcome ~= "" then
-        COUNTS:incr(layer .. ":" .. outcome, 1, 0)
-    end
-end
-
-function M.count_micro()
-    count("micro", ngx.var.upstream_cache_status)
-end
-
-function M.count_edge()
-    count("edge", ngx.var.sent_http_x_edge_cache)
+function M.count(layer, outcome)
+    COUNTS:incr(layer .. ":" .. outcome, 1, 0)
 end
 
 local function header(out, name, kind, help)
