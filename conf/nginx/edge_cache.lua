@@ -16,6 +16,7 @@
 -- Redis errors/timeouts never fail the request: we fall through to the app (X-Edge-Cache: MISS).
 -- Writes and other methods go to @app untouched. Both layers' outcomes are counted here
 -- (metrics.lua), so no request pays for a log-phase handler.
+local lrucache = require "resty.lrucache"
 local metrics = require "metrics"
 
 local M = {}
@@ -25,6 +26,9 @@ local SCRIPT = assert(io.open(assert(package.searchpath("generations", package.p
 local SHA = ngx.sha1_bin(SCRIPT):gsub(".", function(c) return string.format("%02x", c:byte()) end)
 
 local MICRO = ngx.shared.micro
+-- Each worker's own fresh copies, parsed, until the second of the shared copy they came from
+-- ends: a hit then takes no lock and copies nothing.
+local PARSED = assert(lrucache.new(2000))
 local FRESH_MS = 1000 -- the micro-cache's second
 local KEEP_S = 600    -- how long a copy may be served stale (STALE, UPDATING)
 local LOCK_S = 5      -- a refresh that takes longer lets the waiting requests fetch for themselves
@@ -182,23 +186,38 @@ local function not_modified(etag)
     return false
 end
 
--- Sends a packed response with this request's X-Cache-Status; 304 if If-None-Match matches.
-local function send(packed, micro_status)
+-- A packed response as { status, names, values, body }.
+local function parse(packed)
     local split = packed:find("\n\n", 1, true)
-    local head, body = packed:sub(1, split - 1), packed:sub(split + 2)
-    local status = tonumber(head:match("^%d+"))
-    for name, value in head:gmatch("\n([^:\n]+): ([^\n]*)") do ngx.header[name] = value end
+    local head = packed:sub(1, split - 1)
+    local names, values = {}, {}
+    for name, value in head:gmatch("\n([^:\n]+): ([^\n]*)") do
+        names[#names + 1], values[#values + 1] = name, value
+    end
+    return { status = tonumber(head:match("^%d+")), names = names, values = values,
+             body = packed:sub(split + 2) }
+end
+
+-- Sends a parsed response with this request's X-Cache-Status; 304 if If-None-Match matches.
+local function send_parsed(response, micro_status)
+    local names, values = response.names, response.values
+    for i = 1, #names do ngx.header[names[i]] = values[i] end
     ngx.header["X-Cache-Status"] = micro_status
-    if status == 200 and not_modified(ngx.header["ETag"]) then
+    if response.status == 200 and not_modified(ngx.header["ETag"]) then
         ngx.status = 304
         ngx.header["Content-Type"] = nil
         ngx.send_headers()
     else
-        ngx.status = status
-        ngx.header["Content-Length"] = #body
-        if ngx.req.get_method() ~= "HEAD" then ngx.print(body) end
+        ngx.status = response.status
+        ngx.header["Content-Length"] = #response.body
+        if ngx.req.get_method() ~= "HEAD" then ngx.print(response.body) end
     end
     ngx.eof()
+end
+
+-- Sends a packed response (see send_parsed).
+local function send(packed, micro_status)
+    send_parsed(parse(packed), micro_status)
 end
 
 -- Micro-cache ----------------------------------------------------------------------
@@ -208,8 +227,13 @@ local function now_ms()
     return math.floor(ngx.now() * 1000) % 4294967296
 end
 
+-- Milliseconds a copy stamped `stamp` still answers for (0 or less: none).
+local function fresh_for(stamp)
+    return FRESH_MS - (now_ms() - stamp) % 4294967296
+end
+
 local function fresh(stamp)
-    return (now_ms() - stamp) % 4294967296 < FRESH_MS
+    return fresh_for(stamp) > 0
 end
 
 -- Waits while another request refreshes `key`: its fresh copy, or nil once the refresh ended
@@ -278,10 +302,17 @@ function M.serve()
         return send(answer.packed, "BYPASS")
     end
 
+    local parsed = PARSED:get(key)
+    if parsed then
+        metrics.count("micro", "HIT")
+        return send_parsed(parsed, "HIT")
+    end
     local copy, stamp = MICRO:get_stale(key)
     if copy and fresh(stamp) then
         metrics.count("micro", "HIT")
-        return send(copy, "HIT")
+        parsed = parse(copy)
+        PARSED:set(key, parsed, fresh_for(stamp) / 1000)
+        return send_parsed(parsed, "HIT")
     end
     local lock = "lock:" .. key
     local locked = MICRO:add(lock, true, LOCK_S)
