@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -23,7 +24,7 @@ from pathlib import Path
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .admin import migrate, seed
-from .config import Config
+from .config import Config, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_DIR = ROOT / ".stack"
@@ -49,10 +50,14 @@ def free_port(taken=()):
             return port
 
 
-def wait_for(check, what, timeout=30.0):
-    """Poll `check()` until it is true, or raise naming `what`."""
+def wait_for(check, what, timeout=30.0, proc=None, log=None):
+    """Poll `check()` until it is true, or raise naming `what`; if the process `proc` exits
+    first, raise at once with the reason its `log` gives."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise StackError(f"{what} exited: {exit_reason(log)}"
+                             + (f" (log: {log})" if log else ""))
         try:
             if check():
                 return
@@ -62,13 +67,41 @@ def wait_for(check, what, timeout=30.0):
     raise StackError(f"{what} did not come up within {timeout:.0f} s")
 
 
+# What a server that exited says about why, most telling first: our configuration message,
+# nginx's fatal error, a socket already taken, any other error line.
+REASONS = (r"ConfigError: (.+)", r"\[emerg\] (.+)", r"((?:Connection in use|Address already in "
+           r"use).*)", r"\b\w*Error: (.+)")
+
+
+def exit_reason(log):
+    """The line of `log` that says why its server exited, without the traceback around it."""
+    try:
+        lines = [line.strip() for line in Path(log).read_text(errors="replace").splitlines()]
+    except (OSError, TypeError):
+        return "no log"
+    for pattern in REASONS:
+        for line in reversed(lines):
+            if found := re.search(pattern, line):
+                return found[1]
+    return next((line for line in reversed(lines) if line), "no output")
+
+
+def check_free(port, setting):
+    """Raise naming `setting` if something listens on 127.0.0.1:`port` already."""
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", port)) == 0:
+            raise StackError(f"port {port} ({setting}) is taken; stop what listens there "
+                             f"or choose another {setting}")
+
+
 def _port_open(port):
     with socket.create_connection(("127.0.0.1", port), timeout=0.5):
         return True
 
 
 def pid_alive(pid):
-    """True if `pid` runs (a child that exited is reaped here, so it does not count)."""
+    """True if `pid` runs. A child that exited is reaped here; another process's zombie (a
+    server whose starter, `make up`, has exited waits for init to reap it) does not count."""
     try:
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
@@ -78,7 +111,10 @@ def pid_alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:  # the state follows the parenthesized command name: "pid (comm) Z ..."
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc here: kill(0) is all we know
 
 
 def stop_pid(pid, sig=signal.SIGTERM, timeout=15.0):
@@ -199,7 +235,8 @@ def start_redis(state_dir, port, password=None, persistent=False):
     proc = _spawn([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                    *persistence, "--dir", str(state_dir), *auth],
                   Path(state_dir) / "redis.log")
-    wait_for(lambda: proc.poll() is None and _port_open(port), f"redis-server on port {port}")
+    wait_for(lambda: _port_open(port), f"redis-server on port {port}", proc=proc,
+             log=Path(state_dir) / "redis.log")
     return f"redis://{f':{password}@' if password else ''}127.0.0.1:{port}/0", proc.pid
 
 
@@ -212,10 +249,11 @@ def start_app(state_dir, port, env):
     # Metrics files of its own (conf/gunicorn.conf.py empties the folder at start).
     env = {"WEB_CONCURRENCY": "2", **os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}",
            "PROMETHEUS_MULTIPROC_DIR": str(Path(state_dir) / "prometheus"), **env}
+    log = Path(state_dir) / "gunicorn.log"
     proc = _spawn([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "conf" / "gunicorn.conf.py"),
-                   "svc.wsgi:app"], Path(state_dir) / "gunicorn.log", env)
-    wait_for(lambda: proc.poll() is None and _http_ok(f"http://127.0.0.1:{port}/api/health"),
-             f"gunicorn on port {port} (see {Path(state_dir) / 'gunicorn.log'})")
+                   "svc.wsgi:app"], log, env)
+    wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/api/health"), f"gunicorn on port {port}",
+             proc=proc, log=log)
     return proc.pid
 
 
@@ -258,8 +296,8 @@ def start_nginx(state_dir, port, app_ports, redis_port, metrics_port, redis_pass
     env = {**os.environ, "REDIS_PASSWORD": redis_password or ""}
     proc = _spawn([nginx_binary(), "-p", str(state_dir), "-c", str(conf), "-g", "daemon off;"],
                   Path(state_dir) / "nginx.out", env)
-    wait_for(lambda: proc.poll() is None and _http_ok(f"http://127.0.0.1:{port}/api/health"),
-             f"nginx on port {port} (see {Path(state_dir)})")
+    wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/api/health"), f"nginx on port {port}",
+             proc=proc, log=Path(state_dir) / "nginx.out")
     return proc.pid
 
 
@@ -335,11 +373,13 @@ class Stack:
         if self.running():
             return self.base_url
         self.down()  # a half-started stack from before: clear it
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.dir.chmod(0o755)  # postgres and nginx workers run as other users
         nodes = self.ports["nodes"]
         # The fronts' ports (http_port + i) are only bound later: keep the others off them.
         taken = {self.front(i) for i in range(nodes)}
+        for front in taken:
+            check_free(front, "HTTP_PORT")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o755)  # postgres and nginx workers run as other users
 
         def port():
             chosen = free_port(taken)
@@ -353,11 +393,13 @@ class Stack:
         self.secrets = {name: os.environ.get(name) or secrets.token_hex(16) for name in SECRETS}
         self.secrets_file.touch(mode=0o600)
         self.secrets_file.write_text(json.dumps(self.secrets))
+        # The app's settings from this environment, checked before anything starts: a bad one
+        # stops `up` at once with its message, not a worker that fails to boot.
+        config = Config.from_env(None, DATABASE_URL=self.database_url,
+                                 MIGRATE_DATABASE_URL=self.owner_url, REDIS_URL=self.redis_url)
         self.start("postgres")
         self.start("redis")
         create_app_role(self.owner_url, APP_ROLE, self.secrets["APP_DB_PASSWORD"])
-        config = Config.from_env({}, DATABASE_URL=self.database_url,
-                                 MIGRATE_DATABASE_URL=self.owner_url, REDIS_URL=self.redis_url)
         with open(os.devnull, "w") as quiet:
             migrate(config, "apply", out=quiet)
             seed(config, 20, if_empty=True, out=quiet)
@@ -396,11 +438,15 @@ class Stack:
         (self.dir / f"{name}.pid").unlink(missing_ok=True)
 
     def down(self):
-        """Stop every process this stack started, by PID."""
+        """Stop every process this stack started, by PID; True if any was running."""
+        ran = False
         for name in reversed(self.order):
+            pid = self.pid(name)
+            ran = ran or bool(pid and pid_alive(pid))
             self.stop(name)
         self.ports_file.unlink(missing_ok=True)
         self.secrets_file.unlink(missing_ok=True)
+        return ran
 
 
 
@@ -414,15 +460,15 @@ def _index(name):
     return int(name.rpartition("-")[2]) if "-" in name else 0
 
 
-def main(action):
+def main(action, state_dir=STACK_DIR):
     """python -m svc stack up|down|status."""
-    stack = Stack(http_port=int(os.environ.get("HTTP_PORT", "8080")),
+    stack = Stack(state_dir, http_port=int(os.environ.get("HTTP_PORT", "8080")),
                   nodes=int(os.environ.get("NODES", "1")))
     if action == "up":
         was_running = stack.running()
         try:
             url = stack.up()
-        except (StackError, OSError, subprocess.CalledProcessError) as exc:
+        except (StackError, ConfigError, OSError, subprocess.CalledProcessError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             stack.down()
             return 1
@@ -434,8 +480,7 @@ def main(action):
             + [f"http://127.0.0.1:{p}/metrics (nginx {i})"
                for i, p in enumerate(stack.ports["metrics"])]))
     elif action == "down":
-        stack.down()
-        print("down")
+        print("down" if stack.down() else "nothing to stop")
     else:
         print(f"up: {stack.base_url}" if stack.running() else "down")
         return 0 if stack.running() else 1

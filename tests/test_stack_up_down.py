@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from helpers import call
-from svc.stack import Stack, free_port, start_postgres, stop_postgres
+from svc.stack import Stack, StackError, free_port, start_app, start_postgres, stop_postgres
 
 pytestmark = pytest.mark.stack
 
@@ -80,3 +80,66 @@ def test_down_during_a_write_load_loses_no_acknowledged_write():
     finally:
         stop_postgres(data)
     assert set(acknowledged) <= stored
+
+
+def test_up_with_a_bad_setting_stops_before_starting_anything_and_names_it(monkeypatch, capsys):
+    from svc import stack as stack_module
+
+    monkeypatch.setenv("API_TOKENS", "short")
+    monkeypatch.setenv("HTTP_PORT", str(free_port()))
+    state = Path(tempfile.mkdtemp(prefix="tasks-svc-bad-"))
+    assert stack_module.main("up", state) == 1  # python -m svc stack up, as make up runs it
+    err = capsys.readouterr().err
+    assert "API_TOKENS" in err and "Traceback" not in err
+    assert not (state / "postgres").exists()  # nothing was started
+
+
+def test_up_on_a_taken_port_names_the_port_and_its_setting():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        stack = Stack(state_dir=Path(tempfile.mkdtemp(prefix="tasks-svc-taken-")), http_port=port)
+        with pytest.raises(StackError, match=f"port {port} \\(HTTP_PORT\\) is taken"):
+            stack.up()
+    assert not stack.running() and not (stack.dir / "postgres").exists()
+
+
+def test_a_server_that_exits_while_starting_fails_at_once_with_the_reason_from_its_log(config):
+    state = Path(tempfile.mkdtemp(prefix="tasks-svc-exits-"))
+    with pytest.raises(StackError, match="gunicorn on port .* exited: API_TOKENS") as error:
+        start_app(state, free_port(), {"DATABASE_URL": config.DATABASE_URL,
+                                       "REDIS_URL": config.REDIS_URL, "API_TOKENS": "short"})
+    assert "Traceback" not in str(error.value)
+
+
+def test_down_of_a_stack_that_is_not_running_says_nothing_to_stop(capsys):
+    from svc import stack as stack_module
+
+    assert stack_module.main("down", Path(tempfile.mkdtemp(prefix="tasks-svc-idle-"))) == 0
+    assert capsys.readouterr().out.strip() == "nothing to stop"
+
+
+def test_a_server_that_exited_counts_as_stopped_while_it_waits_to_be_reaped():
+    import subprocess
+    import sys
+
+    from svc.stack import pid_alive, stop_pid, wait_for
+
+    # A parent that never reaps its child: the child's zombie, as a server's is after the
+    # `make up` that started it has exited, until init reaps it.
+    parent = subprocess.Popen([sys.executable, "-c", "import os, time\n"
+                               "pid = os.fork()\n"
+                               "if pid == 0: os._exit(0)\n"
+                               "print(pid, flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        stat = Path(f"/proc/{child}/stat")
+        wait_for(lambda: stat.read_text().rpartition(")")[2].split()[0] == "Z", "the zombie",
+                 timeout=10)
+        assert not pid_alive(child)
+    finally:
+        stop_pid(parent.pid)
