@@ -22,6 +22,9 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", 20))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", 5))  # longer than nginx's idle upstream close
 # The pool is made in create_app, in each worker: never preload, a pool must not cross a fork.
 preload_app = False
+# No control socket (gunicornc): by default gunicorn 27 makes one in the user's home, shared by
+# every gunicorn of that user and unwritable for the image's user.
+control_socket_disable = True
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 0))
 max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")

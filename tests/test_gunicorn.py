@@ -104,3 +104,12 @@ def test_a_dead_workers_pool_gauges_leave_the_sum_and_its_counts_stay(metered):
     wait_for(lambda: len(worker_pids(folder)) == WORKERS, "the new worker's metrics files")
     wait_for(lambda: pool_connections(base) == WORKERS * POOL_MIN, "the sum back at full size",
              timeout=10)
+
+
+def test_gunicorn_writes_nothing_into_the_users_home(config, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    with gunicorn_for(config, HOME=str(home)) as (base, log):
+        with urllib.request.urlopen(f"{base}/api/live", timeout=5) as response:
+            assert response.status == 200
+    assert list(home.iterdir()) == [] and "Control server" not in log.read_text()
