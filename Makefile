@@ -3,18 +3,19 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# Debian packages the local servers come from (PostgreSQL, Redis, nginx with Lua), the browser
-# of tests/test_docs_browser.py (chromium: ~360 MB installed, ~20 s to install), and wrk (make
-# bench, and its smoke test).
-DEBS   := postgresql redis-server nginx libnginx-mod-http-lua chromium wrk
+# Debian packages the local servers come from (PostgreSQL, Redis, nginx with Lua): all that
+# make up needs. The tests add the browser of tests/test_docs_browser.py (chromium: ~360 MB
+# installed, ~20 s to install) and wrk (make bench, and its smoke test).
+RUN_DEBS  := postgresql redis-server nginx libnginx-mod-http-lua
+TEST_DEBS := $(RUN_DEBS) chromium wrk
 
-.PHONY: test test-fast up down deps venv bench fuzz chaos clean
+.PHONY: test test-fast up down deps test-deps venv bench fuzz chaos clean
 
-test: deps venv
+test: test-deps venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast loop: every test but those through a real nginx (markers: pytest.ini).
-test-fast: deps venv
+test-fast: test-deps venv
 	$(PY) -m pytest -m "not stack" $(PYTEST_ARGS)
 
 venv: $(STAMP)
@@ -25,7 +26,9 @@ $(STAMP): requirements.txt
 	touch $@
 
 # As root on Debian, install whatever is missing; elsewhere, say what is missing.
-deps:
+deps: DEBS = $(RUN_DEBS)
+test-deps: DEBS = $(TEST_DEBS)
+deps test-deps:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -43,7 +46,7 @@ down:
 
 # Each layer against its ceiling, and the writes, on a throwaway stack (make test runs only a
 # smoke of it: tests/test_bench_smoke.py).
-bench: deps venv
+bench: test-deps venv
 	$(PY) tests/bench.py
 
 # schemathesis against the served OpenAPI document, every check (FUZZ_EXAMPLES per operation).
