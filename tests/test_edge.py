@@ -303,3 +303,9 @@ def test_both_caches_hit_through_the_password_protected_redis(edge):
     assert call(edge, "GET", url).header("X-Edge-Cache") == "HIT"
     password = edge.secrets["REDIS_PASSWORD"]
     assert password not in (edge.dir / "nginx" / "nginx.conf").read_text()  # from the env
+
+
+def test_the_root_sends_a_browser_to_the_api_docs(edge):
+    reply = call(edge, "GET", "/")
+    assert reply.status == 302 and reply.header("Location") == "/api/docs"
+    assert call(edge, "GET", reply.header("Location")).status == 200
