@@ -20,6 +20,10 @@ from svc.config import Config
 KINDS = ("app", "gunicorn", "stack", "static")
 
 
+# Where this session's servers came from, for the summary at its end.
+USED = {}
+
+
 @pytest.fixture(scope="session")
 def provider():
     """Where servers come from: testcontainers if Docker answers, else local processes."""
@@ -28,8 +32,10 @@ def provider():
     chosen.close()
 
 
-def _server(env_name, start):
+def _server(env_name, start, provider):
+    """The server `env_name` names, else one `start` makes; noted in USED for the summary."""
     server = from_env_or(env_name, start)
+    USED[start.__name__] = f"{env_name}" if server.stop is None else provider.kind
     yield server
     if server.stop:
         server.stop()
@@ -38,13 +44,20 @@ def _server(env_name, start):
 @pytest.fixture(scope="session")
 def postgres(provider):
     """The session's PostgreSQL (TEST_DATABASE_URL overrides)."""
-    yield from _server("TEST_DATABASE_URL", provider.postgres)
+    yield from _server("TEST_DATABASE_URL", provider.postgres, provider)
 
 
 @pytest.fixture(scope="session")
 def redis_server(provider):
     """The session's Redis (TEST_REDIS_URL overrides)."""
-    yield from _server("TEST_REDIS_URL", provider.redis)
+    yield from _server("TEST_REDIS_URL", provider.redis, provider)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say which PostgreSQL and Redis the tests ran against."""
+    for name, source in USED.items():
+        terminalreporter.write_line(f"test servers: {name} from {source}")
+
 
 
 @pytest.fixture(scope="session")

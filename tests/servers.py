@@ -62,29 +62,54 @@ class LocalServers:
 
 
 class DockerServers:
-    """Servers in containers (testcontainers), when a Docker engine answers."""
+    """Servers in containers (testcontainers) while Docker can start them; from the first one
+    it cannot start (an engine that answers but cannot pull, its registry blocked), local
+    processes instead."""
 
-    kind = "testcontainers"
+    def __init__(self):
+        self.local = None  # the fallback, once Docker has failed
+        self.why = ""
+
+    @property
+    def kind(self):
+        """What the servers come from, for the test report."""
+        return f"local processes ({self.why})" if self.local else "testcontainers"
 
     def postgres(self):
-        from testcontainers.community.postgres import PostgresContainer
+        def start():
+            from testcontainers.community.postgres import PostgresContainer
 
-        container = PostgresContainer("postgres:16-alpine", driver=None).start()
-        return Server(container.get_connection_url(), container.stop)
+            container = PostgresContainer("postgres:16-alpine", driver=None).start()
+            return Server(container.get_connection_url(), container.stop)
+        return self._start(start, "postgres")
 
     def redis(self):
-        from testcontainers.community.redis import RedisContainer
+        def start():
+            from testcontainers.community.redis import RedisContainer
 
-        container = RedisContainer("redis:7-alpine").start()
-        host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
-        return Server(f"redis://{host}:{port}/0", container.stop)
+            container = RedisContainer("redis:7-alpine").start()
+            host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+            return Server(f"redis://{host}:{port}/0", container.stop)
+        return self._start(start, "redis")
+
+    def _start(self, start, name):
+        """start() in Docker, or the local server `name` once Docker has failed."""
+        if self.local is None:
+            try:
+                return start()
+            except Exception as exc:  # any failure to pull or run: the local binaries will do
+                self.why = f"Docker answered but could not start a container: {exc}"[:300]
+                self.local = LocalServers()
+        return getattr(self.local, name)()
 
     def close(self):
-        pass
+        if self.local:
+            self.local.close()
 
 
 def choose():
-    """Docker when it answers, else local processes."""
+    """Docker when it answers (falling back to local processes if it cannot start a
+    container), else local processes."""
     return DockerServers() if docker_answers() else LocalServers()
 
 
