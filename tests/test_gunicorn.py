@@ -85,7 +85,7 @@ def test_any_workers_scrape_adds_up_every_workers_figures(metered):
     wait_for(lambda: len(worker_pids(folder)) == WORKERS, "both workers' metrics files")
     # Each worker writes its own pool's size; an idle one too (its figures thread).
     wait_for(lambda: all(pool_connections(base) == WORKERS * POOL_MIN for _ in range(4)),
-             f"{WORKERS} x {POOL_MIN} pooled connections in every scrape", timeout=10)
+             f"{WORKERS} x {POOL_MIN} pooled connections in every scrape", timeout=30)
     before = scrape(base)
     for _ in range(20):  # new connections: both workers answer some
         urllib.request.urlopen(f"{base}/api/live", timeout=5).read()
