@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from pathlib import Path
 
@@ -136,6 +137,21 @@ def call(stack, method, path, body=None, headers=None, source="127.0.0.1", front
         return Reply(conn.getresponse())
     finally:
         conn.close()
+
+
+def raw_request(port, request_line):
+    """Send `request_line` (str, as is: no percent-encoding, which http.client would refuse to
+    skip) with a Host header to 127.0.0.1:`port`; the answer as (status, {lower-case header name:
+    value}, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"{request_line}\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
 
 
 def new_task(stack, title="edge"):
