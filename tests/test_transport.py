@@ -1,15 +1,24 @@
 """What every answer of the app gets on its way out (svc/transport.py): gzip when asked, weak
-ETags on compressed bodies that If-Match still takes, no Content-Type without a body."""
+ETags on compressed bodies that If-Match still takes, no Content-Type without a body; and the
+CORS lists nginx sends, against the document."""
 
 import gzip
 import json
+import re
 
 import pytest
+
+from svc import transport
+from svc.stack import NGINX_TEMPLATE
 
 pytestmark = pytest.mark.app
 
 GZIP = {"Accept-Encoding": "gzip"}
 LONG = "долгое описание " * 100  # about 3 KB of JSON: over transport.MIN_LENGTH
+MAPS = (NGINX_TEMPLATE.parent / "maps.conf").read_text()
+# Response headers a script may always read (Fetch: CORS-safelisted response-header names).
+SAFELISTED = {"Cache-Control", "Content-Language", "Content-Length", "Content-Type", "Expires",
+              "Last-Modified", "Pragma"}
 
 
 def create(client, **fields):
@@ -95,4 +104,28 @@ def test_answers_without_a_body_have_no_content_type(client):
     assert "PATCH" in options.headers["Allow"]
     head = client.head(url.rsplit("/", 1)[0])  # a HEAD keeps the type of the GET it stands for
     assert head.headers["Content-Type"] == "application/json"
+
+
+def nginx_list(name):
+    """The comma-separated value maps.conf gives CORS variable `name` when it applies."""
+    block = re.search(rf"map \S+ \${name} \{{(.*?)\}}", MAPS, re.S).group(1)
+    (value,) = re.findall(r'^\s*(?:1|default)\s+"([^"]+)";', block, re.M)
+    return {item.strip() for item in value.split(",")}
+
+
+def test_the_cors_lists_of_nginx_name_every_method_and_header_of_the_document(app):
+    document = json.loads(app.extensions["openapi"])
+    methods, params, headers = {"HEAD"}, {"Authorization", "Content-Type"}, set()
+    operations = [(method, operation) for item in document["paths"].values()
+                  for method, operation in item.items() if method != "parameters"]
+    for method, operation in operations:
+        methods.add(method.upper())
+        params |= {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+    responses = [r for _, operation in operations for r in operation["responses"].values()]
+    responses += document["components"].get("responses", {}).values()
+    for response in responses:
+        headers |= set(response.get("headers", {}))
+    assert nginx_list("cors_allow_methods") == methods
+    assert nginx_list("cors_allow_headers") == params
+    assert headers - {"X-App-Cache"} - SAFELISTED <= nginx_list("cors_expose_headers")
 
