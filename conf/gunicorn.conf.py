@@ -1,11 +1,14 @@
 """gunicorn settings, driven by the environment (gunicorn -c conf/gunicorn.conf.py svc.wsgi:app)."""
 
 import glob
+import json
 import multiprocessing
 import os
 import socket
 import time
+from http import HTTPStatus
 
+from gunicorn import util
 from prometheus_client import multiprocess
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
@@ -45,6 +48,31 @@ def on_starting(server):
         os.makedirs(_METRICS_DIR, exist_ok=True)
         for path in glob.glob(os.path.join(_METRICS_DIR, "*.db")):
             os.remove(path)
+
+
+def post_fork(server, worker):
+    """Every error a worker answers itself is problem+json, like the app's (svc/errors.py)."""
+    util.write_error = write_problem
+
+
+# gunicorn's own answer to a request it cannot parse (a raw non-ASCII request line, a bad header,
+# a line too long): none of it echoed back.
+PARSE_ERROR = ("The request line or a header is malformed (characters outside ASCII must be "
+               "percent-encoded).")
+
+
+def write_problem(sock, status, reason, mesg):
+    """gunicorn.util.write_error's work as RFC 9457 application/problem+json: gunicorn has no
+    hook for its own error pages (text/html), and workers call this one function to send them."""
+    title = HTTPStatus(status).phrase
+    detail = PARSE_ERROR if status == 400 else (
+        "Internal error." if status >= 500 else f"{title}.")
+    body = json.dumps({"type": "about:blank", "title": title, "status": status,
+                       "detail": detail}, separators=(",", ":")).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+            "Content-Type: application/problem+json\r\nCache-Control: no-store\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
 def child_exit(server, worker):

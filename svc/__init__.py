@@ -6,7 +6,7 @@ from dataclasses import asdict
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cursor, db, docs, errors, health, logs, metrics, openapi, represent, tasks
+from . import cursor, db, docs, errors, health, logs, metrics, openapi, represent, tasks, transport
 from .cache import Cache, make_redis
 from .config import Config
 from .janitor import Janitor
@@ -42,6 +42,7 @@ def create_app(test_config=None):
     app.before_request(logs.assign_request_id)
     app.after_request(logs.echo_request_id)
     errors.init_app(app)
+    transport.init_app(app)  # after the hooks above: its work is timed and counted too
     for blueprint in (tasks.bp, health.bp, openapi.bp, docs.bp, metrics.bp):
         app.register_blueprint(blueprint)
     app.extensions["openapi"] = represent.dumps(openapi.build(app))

@@ -106,8 +106,9 @@ _CACHED = {"ETag": _ref("headers", "ETag"), "X-App-Cache": _ref("headers", "XApp
 _IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "schema": {"type": "string"},
                   "description": "ETags you hold; 304 if one is still current."}
 _IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string"},
-             "description": 'Apply only if one of these ETags ("<id>-<version>", as sent in '
-                            "ETag) is the task's current one, or *; any other value gets 412 "
+             "description": 'Apply only if one of these ETags ("<id>-<version>" or its weak form '
+                            "W/\"<id>-<version>\", as sent in ETag) is the task's current one, "
+                            "or *; any other value gets 412 "
                             "and nothing changes."}
 _IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header",
@@ -256,7 +257,8 @@ def build(app):
                 for name in ("TaskCreate", "TaskPatch")},
             "headers": {
                 "ETag": {"description": 'Strong for a task ("<id>-<version>": it changes with '
-                                        'every version), weak for a page (W/"...").',
+                                        'every version), weak for a page (W/"..."), and weak '
+                                        "whenever the body is compressed (gzip).",
                          "schema": {"type": "string"}},
                 "XAppCache": {"description": "HIT if the app served it from Redis.",
                               "schema": {"enum": ["HIT", "MISS"]}},

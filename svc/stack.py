@@ -262,7 +262,7 @@ def render_nginx(state_dir, values):
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     defaults = {"STATE_DIR": str(state_dir), "CONF_DIR": str(NGINX_TEMPLATE.parent),
-                "RESOLVER": "127.0.0.1", "EDGE_TTL": "60"}
+                "RESOLVER": "127.0.0.1", "EDGE_TTL": "60", "CORS_ORIGINS": ""}
     text = string.Template(NGINX_TEMPLATE.read_text()).safe_substitute({**defaults, **values})
     conf = state_dir / "nginx.conf"
     conf.write_text(text)
@@ -281,10 +281,11 @@ def app_servers(addresses):
     return " ".join(f"server {address} max_fails=1 fail_timeout=2s;" for address in addresses)
 
 
-def start_nginx(state_dir, port, app_ports, redis_port, metrics_port, redis_password=None):
+def start_nginx(state_dir, port, app_ports, redis_port, metrics_port, redis_password=None,
+                cors_origins=""):
     """Start nginx in the foreground of a detached process, balancing over the gunicorn nodes
-    on `app_ports`; returns its master PID. Its metrics listener (METRICS_LISTEN) is on
-    loopback, like everything here.
+    on `app_ports`, letting browsers on `cors_origins` (CORS_ORIGINS) call it; returns its
+    master PID. Its metrics listener (METRICS_LISTEN) is on loopback, like everything here.
 
     The Redis password reaches the Lua client through the environment (`env REDIS_PASSWORD;`),
     never through the rendered file.
@@ -292,7 +293,8 @@ def start_nginx(state_dir, port, app_ports, redis_port, metrics_port, redis_pass
     conf = render_nginx(state_dir, {"LISTEN": f"127.0.0.1:{port}",
                                     "METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
                                     "APP_SERVERS": app_servers(f"127.0.0.1:{p}" for p in app_ports),
-                                    "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port)})
+                                    "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port),
+                                    "CORS_ORIGINS": cors_origins})
     env = {**os.environ, "REDIS_PASSWORD": redis_password or ""}
     proc = _spawn([nginx_binary(), "-p", str(state_dir), "-c", str(conf), "-g", "daemon off;"],
                   Path(state_dir) / "nginx.out", env)
@@ -314,10 +316,13 @@ def _http_ok(url):
 class Stack:
     """PostgreSQL, Redis, and `nodes` gunicorn and nginx nodes, with their state (and pid files)
     in one folder. Node 0 is "gunicorn" and "nginx", node i "gunicorn-i" and "nginx-i"; every
-    nginx front (on http_port + i) balances over every gunicorn node."""
+    nginx front (on http_port + i) balances over every gunicorn node. `cors_origins`: nginx's
+    CORS_ORIGINS."""
 
-    def __init__(self, state_dir=STACK_DIR, http_port=8080, persistent_redis=False, nodes=1):
+    def __init__(self, state_dir=STACK_DIR, http_port=8080, persistent_redis=False, nodes=1,
+                 cors_origins=""):
         self.dir = Path(state_dir)
+        self.cors_origins = cors_origins
         self.persistent_redis = persistent_redis  # the fault tests restart Redis with its data
         self.ports_file = self.dir / "ports.json"
         self.secrets_file = self.dir / "secrets.json"
@@ -424,7 +429,7 @@ class Stack:
             node = _index(name)
             pid = start_nginx(self.dir / name, self.front(node), self.ports["apps"],
                               self.ports["redis"], self.ports["metrics"][node],
-                              self.secrets["REDIS_PASSWORD"])
+                              self.secrets["REDIS_PASSWORD"], self.cors_origins)
         (self.dir / f"{name}.pid").write_text(str(pid))
 
     def stop(self, name):
@@ -463,7 +468,8 @@ def _index(name):
 def main(action, state_dir=STACK_DIR):
     """python -m svc stack up|down|status."""
     stack = Stack(state_dir, http_port=int(os.environ.get("HTTP_PORT", "8080")),
-                  nodes=int(os.environ.get("NODES", "1")))
+                  nodes=int(os.environ.get("NODES", "1")),
+                  cors_origins=os.environ.get("CORS_ORIGINS", ""))
     if action == "up":
         was_running = stack.running()
         try:

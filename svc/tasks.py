@@ -64,7 +64,10 @@ def _if_match_versions(task_id):
     if not request.headers.get("If-Match") or if_match.star_tag:
         return None
     versions = []
-    for tag in if_match:  # strong tags only: If-Match uses the strong comparison
+    # The weak form of a task's own tag counts too, though If-Match compares strongly: a
+    # W/"<id>-<version>" is what nginx or the app makes of "<id>-<version>" when they compress
+    # the body, and the version names the task's content exactly in any content-coding.
+    for tag in if_match.as_set(include_weak=True):
         if not tag:  # werkzeug yields None for an empty tag ("")
             continue
         owner, _, version = tag.partition("-")

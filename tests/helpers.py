@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -136,6 +138,41 @@ def call(stack, method, path, body=None, headers=None, source="127.0.0.1", front
         return Reply(conn.getresponse())
     finally:
         conn.close()
+
+
+# Headless Chromium as the browser tests run it. Chromium itself still calls home (update checks,
+# network time, sign-in): no name resolves, so nothing leaves this machine whoever asks; a page's
+# own requests to 127.0.0.1 go through.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--no-first-run", "--disable-component-update", "--disable-sync",
+                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                  "--virtual-time-budget=5000", "--window-size=1280,1600"]
+
+
+def chromium(url, out, *flags):
+    """Open `url` in headless Chromium (profile in the folder `out`) once its scripts have run
+    (`flags` added); the finished process, whose stdout is the DOM."""
+    binary = shutil.which("chromium")
+    assert binary, "Debian's chromium is not installed (make test installs it)"
+    result = subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={out / 'profile'}",
+                             *flags, "--dump-dom", url], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def raw_request(port, request_line):
+    """Send `request_line` (str, as is: no percent-encoding, which http.client would refuse to
+    skip) with a Host header to 127.0.0.1:`port`; the answer as (status, {lower-case header name:
+    value}, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"{request_line}\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
 
 
 def new_task(stack, title="edge"):

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from svc import stack
+from svc import stack, transport
 from svc.admin import MIGRATIONS_DIR
 from svc.cache import GENERATIONS
 from svc.config import Config
@@ -233,7 +233,9 @@ def test_nginx_body_limit_is_the_apps_and_its_413_says_so():
 
 
 def test_rendered_config_passes_nginx_t_with_the_compose_values(tmp_path):
-    env = dict(SERVICES["nginx"]["environment"])
+    # Each ${NAME:-default} as compose fills it in without a .env.
+    env = {name: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+           for name, value in SERVICES["nginx"]["environment"].items()}
     # nginx -t resolves upstream host names; the compose names exist only inside compose.
     env["APP_SERVERS"] = env["APP_SERVERS"].replace("app:", "127.0.0.1:")
     conf = stack.render_nginx(tmp_path, env)
@@ -259,3 +261,14 @@ def test_the_app_scales_no_fixed_name_nor_host_port_and_nginx_names_its_service(
         assert "container_name" not in SERVICES[name] and "ports" not in SERVICES[name]
     servers = re.findall(r"server (\S+?)[ ;]", SERVICES["nginx"]["environment"]["APP_SERVERS"])
     assert [server.split(":")[0] for server in servers] == ["app"]  # every replica, by name
+
+
+def test_nginx_compresses_what_the_app_does_with_the_same_types_threshold_and_level():
+    """Through nginx, reads reach the app uncompressed and nginx compresses them: one rule."""
+    types = re.search(r"^\s*gzip_types\s+([^;]+);", TEMPLATE, re.M).group(1).split()
+    assert set(types) | {"text/html"} == set(transport.COMPRESSIBLE)  # nginx: html always
+    assert re.search(rf"^\s*gzip_min_length\s+{transport.MIN_LENGTH};", TEMPLATE, re.M)
+    assert re.search(rf"^\s*gzip_comp_level\s+{transport.LEVEL};", TEMPLATE, re.M)
+    # The caches keep identity copies: their fetch from the app asks for no coding.
+    app_fetch = re.search(r"location = /_app \{(.*?)\}", TEMPLATE, re.S).group(1)
+    assert re.search(r'proxy_set_header Accept-Encoding\s+"";', app_fetch)

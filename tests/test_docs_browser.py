@@ -10,25 +10,17 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from helpers import running_stack
+from helpers import chromium, running_stack
 
 
 pytestmark = pytest.mark.stack
 
 SCREENSHOT = Path(__file__).with_name("docs-browser.png")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--no-first-run", "--disable-component-update", "--disable-sync",
-         # Chromium itself still calls home (update checks, network time, sign-in): no name
-         # resolves, so nothing leaves this machine whoever asks. The page's own requests are
-         # still logged, resolved or not, and checked below.
-         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-         "--virtual-time-budget=5000", "--window-size=1280,1600"]
 OPERATION = re.compile(r'<span class="opblock-summary-method">(\w+)</span>.*?data-path="([^"]*)"',
                        re.S)
 
@@ -44,15 +36,10 @@ def docs_stack():
 def browsed(docs_stack, tmp_path_factory):
     """Chromium opens /api/docs once: (the rendered DOM, [(url, status)] of the page's own
     requests, the screenshot)."""
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is not installed (make test installs it)"
     out = tmp_path_factory.mktemp("chromium")
     net_log, shot = out / "net.json", out / "docs.png"
-    result = subprocess.run([chromium, *FLAGS, f"--user-data-dir={out / 'profile'}",
-                             f"--log-net-log={net_log}", f"--screenshot={shot}", "--dump-dom",
-                             f"{docs_stack.base_url}/api/docs"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = chromium(f"{docs_stack.base_url}/api/docs", out, f"--log-net-log={net_log}",
+                      f"--screenshot={shot}")
     if os.environ.get("UPDATE_SCREENSHOT"):
         shutil.copyfile(shot, SCREENSHOT)
     return result.stdout, page_requests(net_log, docs_stack.base_url), shot

@@ -222,7 +222,8 @@ def test_a_burst_of_writes_is_rate_limited_with_429(edge):
     limited = [r for r in statuses if r.status == 429]
     assert limited and any(r.status == 201 for r in statuses)
     assert limited[0].header("Content-Type") == "application/problem+json"
-    assert limited[0].json()["status"] == 429
+    assert limited[0].json()["status"] == 429 and limited[0].header("Retry-After") == "1"
+    assert all(r.header("Retry-After") is None for r in statuses if r.status != 429)
     assert call(edge, "GET", "/api/tasks?limit=1", source="127.0.0.2").status == 200  # reads pass
 
 
@@ -309,3 +310,16 @@ def test_the_root_sends_a_browser_to_the_api_docs(edge):
     reply = call(edge, "GET", "/")
     assert reply.status == 302 and reply.header("Location") == "/api/docs"
     assert call(edge, "GET", reply.header("Location")).status == 200
+
+
+def test_without_cors_origins_nginx_sends_no_cors_header_at_all(edge):
+    url = f"/api/tasks/{new_task(edge)['id']}"
+    origin = {"Origin": "http://app.test"}
+    preflight = call(edge, "OPTIONS", url, headers={**origin,
+                                                    "Access-Control-Request-Method": "PATCH"})
+    replies = [preflight, call(edge, "GET", url, headers=origin),
+               call(edge, "GET", url, headers=origin)]  # a miss, then a micro-cache hit
+    assert [r.status for r in replies] == [200, 200, 200]  # the preflight: the app's OPTIONS
+    for reply in replies:
+        assert not [h for h in reply.headers if h.lower().startswith("access-control-")]
+        assert "Origin" not in " ".join(reply.headers.get_all("Vary") or ())

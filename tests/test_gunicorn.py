@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from helpers import access_log_line, gunicorn_for, samples
+from helpers import access_log_line, gunicorn_for, raw_request, samples
 from svc.resource import MAX_BODY
 from svc.stack import wait_for
 
@@ -26,6 +26,16 @@ def test_gunicorn_serves_the_api_and_logs_json_lines_with_the_request_id(gunicor
     access = access_log_line(log, "gunicorn-1")
     assert access["status"] == 200 and access["path"] == "/api/tasks"
     assert access["method"] == "GET" and access["ms"] >= 0
+
+
+@pytest.mark.parametrize("line", ["GET /api/tasks?q=ДОМАШНЕЕ HTTP/1.1",  # sent raw, as UTF-8
+                                  "GET /api/tasks HTTP/1.1\r\nBad\x01Name: x"])
+def test_a_request_gunicorn_cannot_parse_gets_a_problem_that_echoes_nothing(gunicorn, line):
+    status, headers, body = raw_request(int(gunicorn[0].rsplit(":", 1)[1]), line)
+    assert status == 400 and headers["content-type"] == "application/problem+json"
+    problem = json.loads(body)
+    assert problem["status"] == 400 and problem["title"] == "Bad Request"
+    assert "percent-encoded" in problem["detail"] and "tasks" not in problem["detail"]
 
 
 def test_gunicorn_body_limit_holds_for_chunked_uploads(gunicorn, db):
