@@ -4,7 +4,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, request, url_for
 
-from . import cursor, represent, store, validation
+from . import represent, store, validation
 from .access import requires_token
 from .cache import LIST
 from .errors import ApiError, answers
@@ -82,28 +82,16 @@ def _not_done(task_id):
 
 
 def _page(params, position, counted):
-    """Load one list page and build its cache entry: the URL of the page after it, and the total
-    of matching tasks if `counted`."""
+    """Load one list page and build its cache entry: the URL of the page after it (its signed
+    cursor alone), and the total of matching tasks if `counted`."""
     rows, last = store.list_tasks(params["limit"], params["done"], params["q"], params["order"],
                                   position)
     total = store.count_tasks(params["done"], params["q"]) if counted else None
     next_url = None
     if last is not None:
-        past = validation.query_args({**params, **_past(params, last)})
-        next_url = url_for(".list_tasks", **past)
+        value = represent.task(last)[params["order"].partition(".")[0]]
+        next_url = url_for(".list_tasks", cursor=validation.next_cursor(params, value, last["id"]))
     return represent.page_entry(rows, next_url, total)
-
-
-def _past(params, row):
-    """The position just past `row`: after=<id> in id order, else a signed cursor of the row's
-    sort value and id."""
-    order = params["order"]
-    field = order.partition(".")[0]
-    if field == "id":
-        return {"after": row["id"], "cursor": None}
-    value = represent.task(row)[field]
-    key = current_app.extensions["cursor_key"]
-    return {"after": None, "cursor": cursor.encode(key, order, value, row["id"])}
 
 
 @bp.get("")

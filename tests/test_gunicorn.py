@@ -5,12 +5,14 @@ import json
 import os
 import re
 import signal
+import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
 
 from helpers import access_log_line, gunicorn_for, samples
-from svc.resource import MAX_BODY
+from svc.resource import CURSOR_MAX, MAX_BODY
 from svc.stack import wait_for
 
 pytestmark = pytest.mark.gunicorn
@@ -26,6 +28,18 @@ def test_gunicorn_serves_the_api_and_logs_json_lines_with_the_request_id(gunicor
     access = access_log_line(log, "gunicorn-1")
     assert access["status"] == 200 and access["path"] == "/api/tasks"
     assert access["method"] == "GET" and access["ms"] >= 0
+
+
+def test_the_longest_list_url_the_document_allows_reaches_the_app(gunicorn, db):
+    base, _ = gunicorn
+    q = urllib.parse.quote("\U0001F600" * 200)  # 12 characters each
+    url = f"{base}/api/tasks?order=created_at.desc&done=false&limit=500&q={q}&cursor=" + (
+        "A" * CURSOR_MAX)
+    assert len(url) > 5900
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=5)
+    assert refused.value.status == 400  # the app's: not a cursor it issued, not gunicorn's
+    assert json.load(refused.value)["errors"][0]["field"] == "cursor"
 
 
 def test_gunicorn_body_limit_holds_for_chunked_uploads(gunicorn, db):
