@@ -47,12 +47,14 @@ def _minimal():
 
 def _written(row, status):
     """A written task with its ETag (and Location when created), or, if the client prefers
-    return=minimal, no body: 201 stays 201, 200 becomes 204, both with Location and ETag."""
+    return=minimal, 201 with the new id alone or 204 for a change, with Location and ETag."""
     headers = {"ETag": represent.etag(row)}
     location = url_for(".get_task", raw_id=row["id"])
     if _minimal():
         headers.update(Location=location, **{"Preference-Applied": PREFER_MINIMAL})
-        return _no_body(204 if status == 200 else status, headers)
+        if status == 201:
+            return _json(represent.dumps(represent.minimal(row)), 201, headers)
+        return _no_body(204, headers)
     if status == 201:
         headers["Location"] = location
     return _json(represent.dumps(represent.task(row)), status, headers)
@@ -125,8 +127,9 @@ def create_task():
     if isinstance(data, dict):
         return _written(store.create_task(tasks[0]), 201)
     rows = store.create_tasks(tasks)
-    if _minimal():  # no body, and no one Location for many tasks: ask for them if you need ids
-        return _no_body(201, {"Preference-Applied": PREFER_MINIMAL})
+    if _minimal():  # the ids alone; no one Location or ETag for many tasks
+        return _json(represent.dumps([represent.minimal(r) for r in rows]), 201,
+                     {"Preference-Applied": PREFER_MINIMAL})
     return _json(represent.dumps([represent.task(r) for r in rows]), 201)
 
 
