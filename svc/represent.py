@@ -4,8 +4,6 @@ import hashlib
 import json
 from datetime import timezone
 
-from urllib.parse import parse_qs, urlsplit
-
 from .cache import Entry
 from .resource import MINIMAL_FIELDS, TASK
 
@@ -53,6 +51,7 @@ def page_entry(rows, next_url, total=None):
 def page_body(entry, source):
     """The list response body: the cached items, the next URL and the cursor in it, and where
     they came from."""
-    cursor = parse_qs(urlsplit(entry.next).query)["cursor"][0] if entry.next else None
+    # next is /api/tasks?cursor=<cursor> (tasks._page), and a cursor needs no URL escaping.
+    cursor = entry.next.rpartition("cursor=")[2] if entry.next else None
     return (b'{"items":' + entry.body + b',"next":' + dumps(entry.next)
             + b',"cursor":' + dumps(cursor) + b',"source":' + dumps(source) + b"}")
