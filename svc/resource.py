@@ -78,7 +78,8 @@ class Param:
 
 DIRECTIONS = ("asc", "desc")
 ORDER = Param("order", "order", "Sort by a field, ascending or descending; ties are broken by id "
-              "in the same direction. Pages of any order are keyset pages: follow `next`.",
+              "in the same direction. Pages of any order are keyset pages: send the page's "
+              "`cursor`.",
               default="id.asc", choices=("id", "title", "created_at", "updated_at", "done"))
 # A cursor (svc/cursor.py) is base64url. The longest one the service issues, a title and a q of
 # 200 characters that JSON escapes to 6 bytes each, is about 3,300 characters
