@@ -30,6 +30,10 @@ preload_app = False
 control_socket_disable = True
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 0))
 max_requests_jitter = max_requests // 10
+# The longest list URL the API documents (a cursor, and q in percent-encoded astral characters)
+# is about 6,000 bytes; gunicorn's default request line (4,094) would refuse it. 8,190 is
+# gunicorn's largest, and nginx's large_client_header_buffers (8k) lets such a line through.
+limit_request_line = 8190
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()

@@ -1,9 +1,10 @@
-"""Opaque list cursors: where a page in an order other than id ended, signed by the service.
+"""Opaque list cursors: where a page ended, and everything the next page needs, signed.
 
-A cursor is base64url(JSON [order, the last row's sort value, its id] + a truncated
-HMAC-SHA256). The key must be the same on every app node, so it comes from the configuration
-(CURSOR_SECRET, else derived from DATABASE_URL, which every node of one deployment shares),
-never from a per-process random value.
+A cursor is base64url(JSON [the listing's order, done, q and limit, the last row's sort value,
+its id] + a truncated HMAC-SHA256), so a request with the cursor alone continues the listing.
+The key must be the same on every app node, so it comes from the configuration (CURSOR_SECRET,
+else derived from DATABASE_URL, which every node of one deployment shares), never from a
+per-process random value.
 """
 
 import base64
@@ -12,11 +13,15 @@ import hashlib
 import hmac
 import json
 
+from .resource import LIST_PARAMS
+
 TAG_BYTES = 16
+# The list parameters a cursor carries: every one but the positions (after, cursor).
+QUERY = tuple(p.name for p in LIST_PARAMS if not p.position)
 
 
 class BadCursor(ValueError):
-    """A cursor this service did not issue, or issued for another order."""
+    """A cursor this service did not issue (or one of an earlier version of it)."""
 
 
 def key(config):
@@ -29,15 +34,16 @@ def _tag(secret, payload):
     return hmac.digest(secret, payload, "sha256")[:TAG_BYTES]
 
 
-def encode(secret, order, value, row_id):
-    """The cursor for the position just after (value, row_id) in `order`."""
-    payload = json.dumps([order, value, row_id], ensure_ascii=False,
+def encode(secret, query, value, row_id):
+    """The cursor for the position just after (value, row_id) in the listing `query` (a dict
+    holding every name of QUERY)."""
+    payload = json.dumps([*(query[name] for name in QUERY), value, row_id], ensure_ascii=False,
                          separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(payload + _tag(secret, payload)).rstrip(b"=").decode()
 
 
-def decode(secret, token, order):
-    """(value, id) of a cursor that `encode` made for `order`; BadCursor otherwise."""
+def decode(secret, token):
+    """(query, value, id) of a cursor that `encode` made; BadCursor otherwise."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
@@ -45,7 +51,7 @@ def decode(secret, token, order):
     payload, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
     if not payload or not hmac.compare_digest(tag, _tag(secret, payload)):
         raise BadCursor("is not a cursor this service issued (or it was altered)")
-    signed_order, value, row_id = json.loads(payload)
-    if signed_order != order:
-        raise BadCursor(f"belongs to order={signed_order}, not order={order}")
-    return value, row_id
+    fields = json.loads(payload)
+    if len(fields) != len(QUERY) + 2:  # signed by an earlier version: [order, value, id]
+        raise BadCursor("comes from an earlier version of the service")
+    return dict(zip(QUERY, fields)), fields[-2], fields[-1]

@@ -2,19 +2,23 @@
 
 Fields and query parameters come from resource.py, each operation's problem statuses from its
 handler's @answers, its summary from the handler's docstring; with API_TOKENS set, the bearer
-scheme and a 401 go on every handler marked @requires_token (access.py).
+scheme and a 401 go on every handler marked @requires_token (access.py); nginx's 429 goes on
+every operation of the methods it rate-limits. It describes the public API, the routes under
+/api/ that nginx serves: /metrics is for the backend network, and not in it.
 """
 
 from flask import Blueprint, current_app
 
 from .represent import dumps
-from .resource import (BULK_MAX, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS, MAX_BODY, PREFER_COUNT,
-                       PREFER_MINIMAL, TASK, WRITABLE)
+from .resource import (BULK_MAX, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS, MAX_BODY,
+                       MINIMAL_FIELDS, PREFER_COUNT, PREFER_MINIMAL, RATE_LIMITED_METHODS, TASK,
+                       WRITABLE)
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 
 PROBLEMS = {
-    400: "Malformed JSON, empty body, not an object, invalid UTF-8, bad query parameters.",
+    400: "Malformed JSON, empty body, not an object, invalid UTF-8; or bad query parameters, "
+         "each named in errors (field: the parameter).",
     401: "No bearer token, or not a valid one (WWW-Authenticate says which); nothing changed.",
     404: "No such task, or an id that is not a positive int64.",
     409: "The change conflicts with a constraint, or a request with the same Idempotency-Key "
@@ -25,6 +29,8 @@ PROBLEMS = {
     422: "Wrong types, unknown or read-only fields, blank or too long text, NUL characters; in a "
          f"bulk create, fields are named by index (\"[3].title\"), and 0 or over {BULK_MAX} "
          "tasks are refused; or an Idempotency-Key already used for another request.",
+    429: "Too many writes from this client address (nginx's rate limit); nothing changed. "
+         "Retry after Retry-After seconds.",
     503: "PostgreSQL is unreachable; retry after Retry-After seconds.",
 }
 
@@ -42,16 +48,19 @@ PROBLEM_HEADERS = {
     401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"},
                                "description": 'Bearer realm="tasks-svc", with '
                                               'error="invalid_token" for a wrong token.'}},
+    429: {"Retry-After": _ref("headers", "RetryAfter")},
     503: {"Retry-After": _ref("headers", "RetryAfter")},
 }
 
 
-def _field_schema(field):
-    """JSON Schema of one task field."""
+def _field_schema(field, with_default=False):
+    """JSON Schema of one task field; `with_default` where the server fills in an absent one
+    (a create or a replace: sending the default changes nothing). Never in a partial update,
+    where a generated client would send the default and overwrite the field."""
     schema = {"type": field.type, "description": field.doc}
     for key, value in (("format", field.format), ("minimum", field.minimum),
                        ("maxLength", field.max_length), ("pattern", field.pattern),
-                       ("default", field.default)):
+                       ("default", field.default if with_default else None)):
         if value is not None:
             schema[key] = value
     if field.not_blank:
@@ -60,23 +69,29 @@ def _field_schema(field):
 
 
 def _param_schema(param):
-    """JSON Schema of one list query parameter, as the query string spells it."""
+    """JSON Schema of one list query parameter, as the query string spells it. No `default`:
+    the server applies it (the description says which), and a generated client that sent it
+    with every request would contradict a cursor of another listing."""
     if param.type == "boolean":
         return {"type": "string", "enum": ["true", "false"]}
     if param.type == "order":
-        return {"type": "string", "enum": list(param.values), "default": param.default}
+        return {"type": "string", "enum": list(param.values)}
     if param.type == "string":
         return {"type": "string", "minLength": 1, "maxLength": param.max_length,
                 "pattern": param.pattern}
-    schema = {"type": "integer", "minimum": param.minimum, "maximum": param.maximum}
-    if param.default is not None:
-        schema["default"] = param.default
-    return schema
+    return {"type": "integer", "minimum": param.minimum, "maximum": param.maximum}
+
+
+def _param(param):
+    """One list query parameter, its server-side default in its description."""
+    default = "" if param.default is None else f" Default: {param.default}."
+    return {"name": param.name, "in": "query", "description": param.doc + default,
+            "schema": _param_schema(param)}
 
 
 def _body_schema(required, min_properties=0):
     schema = {"type": "object", "additionalProperties": False,
-              "properties": {f.name: _field_schema(f) for f in WRITABLE}}
+              "properties": {f.name: _field_schema(f, with_default=required) for f in WRITABLE}}
     if required:
         schema["required"] = [f.name for f in WRITABLE if f.required]
     if min_properties:
@@ -129,6 +144,15 @@ def _replayable(response):
     return {**response, "headers": headers}
 
 
+def _rate_limited(paths):
+    """`paths` with the 429 of nginx's rate limit on every operation of its methods."""
+    limited = {m.lower() for m in RATE_LIMITED_METHODS}
+    for item in paths.values():
+        for method in limited & set(item):
+            item[method]["responses"]["429"] = _ref("responses", "Problem429")
+    return paths
+
+
 def build(app):
     """The OpenAPI document of `app`'s routes, as a dict."""
     tokens = bool(app.extensions["api_tokens"])
@@ -170,19 +194,20 @@ def build(app):
                                     "Preference-Applied": _APPLIED},
                         "content": _json_content(_ref("schemas", "Page"))},
                 "304": {"description": "Not modified."}},
-                parameters=[{"name": p.name, "in": "query", "description": p.doc,
-                             "schema": _param_schema(p)} for p in LIST_PARAMS]
+                parameters=[_param(p) for p in LIST_PARAMS]
                 + [_IF_NONE_MATCH, _prefer(PREFER_COUNT)]),
             "post": op("tasks.create_task", {
                 "201": {"description": "Created: the task (with its Location and ETag), or the "
                                        "array of tasks, in the body's order, ids ascending. "
-                                       f"Prefer: {PREFER_MINIMAL}: no body; Location and ETag "
-                                       "for one task, neither for an array.",
+                                       f"Prefer: {PREFER_MINIMAL}: the same with only "
+                                       f"{', '.join(MINIMAL_FIELDS)} (TaskCreated). An array "
+                                       "gets no Location or ETag.",
                         "headers": {"ETag": _ref("headers", "ETag"), "Location": _LOCATION,
                                     "Preference-Applied": _APPLIED},
                         "content": _json_content({"oneOf": [
-                            _ref("schemas", "Task"),
-                            {"type": "array", "items": _ref("schemas", "Task")}]})}},
+                            _ref("schemas", name) for name in ("Task", "TaskCreated")] + [
+                            {"type": "array", "minItems": 1, "items": _ref("schemas", name)}
+                            for name in ("Task", "TaskCreated")]})}},
                 parameters=[_prefer(PREFER_MINIMAL)],
                 requestBody={"required": True, "content": _json_content({"oneOf": [
                     _ref("schemas", "TaskCreate"), _ref("schemas", "TaskBulk")]})})},
@@ -199,11 +224,6 @@ def build(app):
                         requestBody=_ref("requestBodies", "TaskPatch")),
             "delete": op("tasks.delete_task", {"204": {"description": "Deleted."}},
                          parameters=[_IF_MATCH])},
-        "/metrics": {"get": op("metrics.get_metrics", {
-            "200": {"description": "Prometheus text (OpenMetrics if Accept asks for it). "
-                                   "Served to the backend network only: nginx answers 404.",
-                    "content": {media: {"schema": {"type": "string"}} for media in (
-                        "text/plain", "application/openmetrics-text")}}})},
         "/api/openapi.json": {"get": op("openapi.openapi", {
             "200": {"description": "OpenAPI 3.1.",
                     "content": _json_content({"type": "object"})}})},
@@ -212,6 +232,7 @@ def build(app):
                                    "/api/docs/.",
                     "content": {"text/html": {"schema": {"type": "string"}}}}})},
     }
+    paths = _rate_limited(paths)
     used = sorted({int(code) for item in paths.values() for key, operation in item.items()
                    if key != "parameters" for code in operation["responses"]
                    if int(code) in PROBLEMS})
@@ -232,11 +253,21 @@ def build(app):
                 "TaskBulk": {"type": "array", "items": _ref("schemas", "TaskCreate"),
                              "minItems": 1, "maxItems": BULK_MAX,
                              "description": "Create all of these tasks, or none."},
-                "Page": {"type": "object", "required": ["items", "next", "source"],
-                         "properties": {"items": {"type": "array",
-                                                  "items": _ref("schemas", "Task")},
-                                        "next": {"type": ["string", "null"]},
-                                        "source": {"enum": ["postgres", "redis-cache"]}}},
+                "TaskCreated": {"type": "object", "additionalProperties": False,
+                                "required": list(MINIMAL_FIELDS),
+                                "properties": {f.name: _field_schema(f) for f in TASK
+                                               if f.name in MINIMAL_FIELDS}},
+                "Page": {"type": "object", "required": ["items", "next", "cursor", "source"],
+                         "properties": {
+                             "items": {"type": "array", "items": _ref("schemas", "Task")},
+                             "next": {"type": ["string", "null"],
+                                      "description": "The next page's URL (its cursor alone); "
+                                                     "null on the last page."},
+                             "cursor": {"type": ["string", "null"],
+                                        "description": "The cursor in next: send it as the "
+                                                       "cursor parameter, alone, for the next "
+                                                       "page; null on the last page."},
+                             "source": {"enum": ["postgres", "redis-cache"]}}},
                 "Health": {"type": "object", "required": ["status", "postgres", "redis"],
                            "properties": {"status": {"enum": ["ok", "degraded", "down"]},
                                           "postgres": {"enum": ["ok", "down"]},

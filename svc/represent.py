@@ -5,7 +5,7 @@ import json
 from datetime import timezone
 
 from .cache import Entry
-from .resource import TASK
+from .resource import MINIMAL_FIELDS, TASK
 
 
 def dumps(obj):
@@ -22,6 +22,11 @@ def task(row):
     """A row of the tasks table as the API's task object, field by field from resource.TASK."""
     return {f.name: timestamp(row[f.name]) if f.format == "date-time" else row[f.name]
             for f in TASK}
+
+
+def minimal(row):
+    """What a create with Prefer: return=minimal answers for one task: {"id": 42}."""
+    return {name: row[name] for name in MINIMAL_FIELDS}
 
 
 def etag(row):
@@ -44,6 +49,9 @@ def page_entry(rows, next_url, total=None):
 
 
 def page_body(entry, source):
-    """The list response body: the cached items and next URL, and where they came from."""
+    """The list response body: the cached items, the next URL and the cursor in it, and where
+    they came from."""
+    # next is /api/tasks?cursor=<cursor> (tasks._page), and a cursor needs no URL escaping.
+    cursor = entry.next.rpartition("cursor=")[2] if entry.next else None
     return (b'{"items":' + entry.body + b',"next":' + dumps(entry.next)
-            + b',"source":' + dumps(source) + b"}")
+            + b',"cursor":' + dumps(cursor) + b',"source":' + dumps(source) + b"}")

@@ -68,6 +68,7 @@ class Param:
     max_length: int | None = None  # string: at most this many characters
     pattern: str | None = None  # string: a regex it matches (ECMA-262 and Python's re alike)
     choices: tuple = ()  # order: the fields it may name
+    position: bool = False  # where a page starts (after, cursor), not what the listing holds
 
     @property
     def values(self):
@@ -77,27 +78,40 @@ class Param:
 
 DIRECTIONS = ("asc", "desc")
 ORDER = Param("order", "order", "Sort by a field, ascending or descending; ties are broken by id "
-              "in the same direction. Pages of any order are keyset pages: follow `next`.",
+              "in the same direction. Pages of any order are keyset pages: send the page's "
+              "`cursor`.",
               default="id.asc", choices=("id", "title", "created_at", "updated_at", "done"))
-# The opaque position in a non-id order (svc/cursor.py): base64url, at most a title's worth.
+# A cursor (svc/cursor.py) is base64url. The longest one the service issues, a title and a q of
+# 200 characters that JSON escapes to 6 bytes each, is about 3,300 characters
+# (tests/test_list_query.py builds it); a request line of it stays under gunicorn's limit.
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+CURSOR_MAX = 3500
 
 LIST_PARAMS = (
-    Param("after", "integer", "id order (asc or desc) only: the last id of the previous page.",
-          minimum=0, maximum=INT64_MAX),
+    Param("after", "integer", "id order (asc or desc) only: the last id of the previous page. "
+          "A page's `cursor` does this in every order, and keeps its filters.",
+          minimum=0, maximum=INT64_MAX, position=True),
     Param("limit", "integer", "Page size.", minimum=1, maximum=500, default=50),
     Param("done", "boolean", "Only tasks that are done (true) or not (false)."),
     ORDER,
     Param("q", "string", "Only tasks whose title or description contains every word of q "
           "(split at whitespace), in any order, case-insensitively; a word may be in the "
           "title and another in the description.", max_length=200, pattern=NOT_BLANK),
-    Param("cursor", "string", "Orders other than id: where the previous page ended, as its "
-          "`next` URL says. Opaque and signed: an altered cursor is refused with 400.",
-          max_length=2048, pattern=CURSOR_PATTERN),
+    Param("cursor", "string", "Where the previous page ended, with everything that page was "
+          "asked for (order, done, q, limit): send it alone, as the page's `cursor` (or `next`) "
+          "gives it, to get the next page. Any of those parameters sent beside it must have the "
+          "value the cursor holds (else 400). Opaque and signed: an altered cursor is refused "
+          "with 400.", max_length=CURSOR_MAX, pattern=CURSOR_PATTERN, position=True),
 )
 # The preferences (RFC 7240 Prefer header) the service applies, by the requests they change.
 PREFER_COUNT = "count=exact"  # GET /api/tasks: X-Total-Count, the matching tasks on all pages
-PREFER_MINIMAL = "return=minimal"  # POST, PUT, PATCH: no body, the task's Location and ETag
+PREFER_MINIMAL = "return=minimal"  # POST, PUT, PATCH: little or no body, Location and ETag
+# What a create with return=minimal answers per task (201 with {"id": 42}, or an array of
+# them): a body a generated client can parse, that still tells the new ids.
+MINIMAL_FIELDS = ("id",)
+# nginx limits the rate of these methods per client address (429 with Retry-After): the map
+# $write_limit_key in conf/nginx/maps.conf names the same ones.
+RATE_LIMITED_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 # Idempotency-Key (POST, PATCH): 1..255 printable ASCII characters; no space at either end,
 # since HTTP strips it from a header value.

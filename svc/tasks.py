@@ -4,7 +4,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, request, url_for
 
-from . import cursor, represent, store, validation
+from . import represent, store, validation
 from .access import requires_token
 from .cache import LIST
 from .errors import ApiError, answers
@@ -47,12 +47,14 @@ def _minimal():
 
 def _written(row, status):
     """A written task with its ETag (and Location when created), or, if the client prefers
-    return=minimal, no body: 201 stays 201, 200 becomes 204, both with Location and ETag."""
+    return=minimal, 201 with the new id alone or 204 for a change, with Location and ETag."""
     headers = {"ETag": represent.etag(row)}
     location = url_for(".get_task", raw_id=row["id"])
     if _minimal():
         headers.update(Location=location, **{"Preference-Applied": PREFER_MINIMAL})
-        return _no_body(204 if status == 200 else status, headers)
+        if status == 201:
+            return _json(represent.dumps(represent.minimal(row)), 201, headers)
+        return _no_body(204, headers)
     if status == 201:
         headers["Location"] = location
     return _json(represent.dumps(represent.task(row)), status, headers)
@@ -85,28 +87,16 @@ def _not_done(task_id):
 
 
 def _page(params, position, counted):
-    """Load one list page and build its cache entry: the URL of the page after it, and the total
-    of matching tasks if `counted`."""
+    """Load one list page and build its cache entry: the URL of the page after it (its signed
+    cursor alone), and the total of matching tasks if `counted`."""
     rows, last = store.list_tasks(params["limit"], params["done"], params["q"], params["order"],
                                   position)
     total = store.count_tasks(params["done"], params["q"]) if counted else None
     next_url = None
     if last is not None:
-        past = validation.query_args({**params, **_past(params, last)})
-        next_url = url_for(".list_tasks", **past)
+        value = represent.task(last)[params["order"].partition(".")[0]]
+        next_url = url_for(".list_tasks", cursor=validation.next_cursor(params, value, last["id"]))
     return represent.page_entry(rows, next_url, total)
-
-
-def _past(params, row):
-    """The position just past `row`: after=<id> in id order, else a signed cursor of the row's
-    sort value and id."""
-    order = params["order"]
-    field = order.partition(".")[0]
-    if field == "id":
-        return {"after": row["id"], "cursor": None}
-    value = represent.task(row)[field]
-    key = current_app.extensions["cursor_key"]
-    return {"after": None, "cursor": cursor.encode(key, order, value, row["id"])}
 
 
 @bp.get("")
@@ -140,8 +130,9 @@ def create_task():
     if isinstance(data, dict):
         return _written(store.create_task(tasks[0]), 201)
     rows = store.create_tasks(tasks)
-    if _minimal():  # no body, and no one Location for many tasks: ask for them if you need ids
-        return _no_body(201, {"Preference-Applied": PREFER_MINIMAL})
+    if _minimal():  # the ids alone; no one Location or ETag for many tasks
+        return _json(represent.dumps([represent.minimal(r) for r in rows]), 201,
+                     {"Preference-Applied": PREFER_MINIMAL})
     return _json(represent.dumps([represent.task(r) for r in rows]), 201)
 
 

@@ -16,6 +16,8 @@ KEY = re.compile(IDEMPOTENCY_KEY)
 MAX_DRAIN = 2 * MAX_BODY  # the most of a rejected body read to keep its connection usable
 FIELDS = {f.name: f for f in TASK}
 WRITABLE_NAMES = ", ".join(f.name for f in WRITABLE)
+PARAMS = {p.name: p for p in LIST_PARAMS}
+DEFAULTS_BUT_LIMIT = {p.name: p.default for p in LIST_PARAMS if p.name != "limit"}
 
 
 def no_such_task():
@@ -181,82 +183,114 @@ def _check(field, value):
     return None
 
 
+class BadValue(ValueError):
+    """Why a query parameter's value is refused: its message in the 400's `errors`."""
+
+
 def list_params(args):
-    """The list's query parameters (resource.LIST_PARAMS) as a dict of clean values, or 400."""
-    known = [p.name for p in LIST_PARAMS]
-    unknown = sorted(set(args) - set(known))
-    if unknown:
-        raise ApiError(400, f"Unknown query parameter(s): {', '.join(unknown)}; "
-                            f"use {', '.join(known)}.")
-    repeated = [name for name in args if len(args.getlist(name)) > 1]
-    if repeated:
-        raise ApiError(400, f"Give each query parameter once: {', '.join(repeated)}.")
-    params = {p.name: _param(p, args.get(p.name)) for p in LIST_PARAMS}
-    by_id = params["order"].startswith("id.")
-    if params["after"] is not None and not by_id:
-        raise ApiError(400, "after pages id order only; for other orders follow the next URL "
-                            "(its cursor parameter).")
-    if params["after"] is not None and params["cursor"] is not None:
-        raise ApiError(400, "Give after or cursor, not both.")
+    """The list's query parameters (resource.LIST_PARAMS) as a dict of clean values, a cursor's
+    listing in place of the absent ones, and the page's `position`; 400 naming every bad
+    parameter in `errors`."""
+    errors = [(name, f"is not a query parameter of the list (use {', '.join(PARAMS)})")
+              for name in sorted(set(args) - set(PARAMS))]
+    given = {}
+    for name, param in PARAMS.items():
+        values = args.getlist(name)
+        if len(values) > 1:
+            errors.append((name, "is given more than once"))
+        elif values:
+            try:
+                given[name] = _param(param, values[0])
+            except BadValue as exc:
+                errors.append((name, str(exc)))
+    params = {name: given.get(name, param.default) for name, param in PARAMS.items()}
+    params["position"] = None  # the first page
+    if "cursor" in given:
+        errors += _continue(params, given)
+    elif params["after"] is not None:
+        if not params["order"].startswith("id."):
+            errors.append(("after", "pages id order only; in other orders send the page's "
+                                    "cursor"))
+        params["position"] = params["after"], params["after"]
+    if errors:
+        raise ApiError(400, f"Invalid query parameter{'s' if len(errors) > 1 else ''}: "
+                            + "; ".join(f"{name} {message}" for name, message in errors) + ".",
+                       errors=[{"field": name, "message": message} for name, message in errors])
     return params
+
+
+def _continue(params, given):
+    """Take the listing and position of the signed cursor in `given` into `params`; the errors
+    of a cursor this service did not issue, or of parameters that differ from its own."""
+    if params["after"] is not None:
+        return [("after", "give after or cursor, not both")]
+    try:
+        query, value, row_id = cursor.decode(current_app.extensions["cursor_key"],
+                                             given["cursor"])
+    except cursor.BadCursor as exc:
+        return [("cursor", f"{exc}; start again from the first page")]
+    params.update(query, position=(value, row_id))
+    return [(name, f"differs from the cursor's ({_spelled(query[name])}); leave it out to "
+                   "continue the listing, or start again from the first page")
+            for name in query if name in given and given[name] != query[name]]
 
 
 def position(params):
     """(sort value, id) the page starts past, from `after` or the signed `cursor`; None: the
-    first page. 400 if the cursor is not one this service issued for this order."""
-    if params["after"] is not None:
-        return params["after"], params["after"]
-    if params["cursor"] is None:
-        return None
-    try:
-        return cursor.decode(current_app.extensions["cursor_key"], params["cursor"],
-                             params["order"])
-    except cursor.BadCursor as exc:
-        raise ApiError(400, f"cursor {exc}; start again from the first page.") from None
+    first page."""
+    return params["position"]
+
+
+def next_cursor(params, value, row_id):
+    """The signed cursor of the page after the one `params` asked for, which ended at the row
+    (value, row_id)."""
+    return cursor.encode(current_app.extensions["cursor_key"], params, value, row_id)
 
 
 def _param(param, raw):
-    """One query parameter's value: its default when absent, else parsed and range-checked."""
-    if raw is None:
-        return param.default
+    """One query parameter's value, parsed and range-checked; BadValue says why not."""
     if param.type == "boolean":
         if raw not in ("true", "false"):
-            raise ApiError(400, f"{param.name} must be true or false.")
+            raise BadValue("must be true or false")
         return raw == "true"
     if param.type == "order":
         return _order(param, raw)
     if param.type == "string":
         if len(raw) > param.max_length or not re.search(param.pattern, raw):
-            raise ApiError(400, f"{param.name} must be 1 to {param.max_length} characters"
-                                + (", not blank, without NUL characters."
-                                   if param.pattern == NOT_BLANK else " of A-Z a-z 0-9 _ -."))
+            raise BadValue(f"must be 1 to {param.max_length} characters"
+                           + (", not blank, without NUL characters" if param.pattern == NOT_BLANK
+                              else " of A-Z a-z 0-9 _ -"))
         return raw
     if not re.fullmatch(r"[0-9]{1,19}", raw) or not param.minimum <= int(raw) <= param.maximum:
-        raise ApiError(400, f"{param.name} must be an integer from {param.minimum} "
-                            f"to {param.maximum}.")
+        raise BadValue(f"must be an integer from {param.minimum} to {param.maximum}")
     return int(raw)
 
 
 def _order(param, raw):
-    """`<field>.<asc|desc>` checked against the parameter's fields, or a 400 that says which
+    """`<field>.<asc|desc>` checked against the parameter's fields, or BadValue saying which
     part is wrong."""
     field, dot, way = raw.partition(".")
     if field not in param.choices:
-        raise ApiError(400, f"{param.name}: unknown field {field!r}; sort by one of "
-                            f"{', '.join(param.choices)}, e.g. {param.name}=title.asc.")
+        raise BadValue(f"names no field to sort by ({field!r}); use one of "
+                       f"{', '.join(param.choices)}, e.g. {param.name}=title.asc")
     if not dot or way not in DIRECTIONS:
-        raise ApiError(400, f"{param.name}: give the direction after the field, "
-                            f"{param.name}={field}.asc or {param.name}={field}.desc.")
+        raise BadValue(f"needs a direction after the field: {param.name}={field}.asc or "
+                       f"{param.name}={field}.desc")
     return raw
 
 
 def query_args(params):
     """Clean list parameters back into query-string values (the inverse of list_params);
     defaults are left out, but the limit."""
-    defaults = {p.name: p.default for p in LIST_PARAMS if p.name != "limit"}
-    return {name: ("true" if value else "false") if isinstance(value, bool) else value
-            for name, value in params.items()
-            if value is not None and value != defaults.get(name)}
+    return {name: _spelled(value) for name, value in params.items()
+            if name in PARAMS and value is not None and value != DEFAULTS_BUT_LIMIT.get(name)}
+
+
+def _spelled(value):
+    """A clean parameter value as a query string spells it ("none": absent)."""
+    if value is None:
+        return "none"
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def preferences():

@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from svc.resource import MAX_BODY
+from svc.resource import CURSOR_MAX, MAX_BODY
 
 pytestmark = pytest.mark.app
 
@@ -128,29 +128,44 @@ def test_largest_int64_id_is_a_plain_404(client):
                                    "limit=1e3", "after=-1", "after=x",
                                    "after=99999999999999999999", "done=yes", "done=1",
                                    "done=True", "sort=id", "limit=1&limit=2"])
-def test_bad_list_query_is_400(client, query):
+def test_bad_list_query_is_a_400_whose_errors_name_the_parameter(client, query):
     response = client.get(f"/api/tasks?{query}")
     assert response.status_code == 400
     assert response.headers["Content-Type"] == "application/problem+json"
+    (error,) = response.get_json()["errors"]
+    assert error["field"] == query.partition("=")[0] and error["message"]
 
 
-@pytest.mark.parametrize("query, says", [
-    ("order=priority.asc", "order: unknown field 'priority'"),
-    ("order=title", "order: give the direction"),
-    ("order=title.", "order: give the direction"),
-    ("order=title.up", "order: give the direction"),
-    ("order=", "order: unknown field ''"),
-    ("order=title.asc&after=5", "after pages id order only"),
-    ("after=5&cursor=abc", "Give after or cursor"),
-    ("q=", "q must be 1 to 200 characters"),
-    ("q=%20%09", "q must be 1 to 200 characters"),
-    ("q=a%00b", "q must be 1 to 200 characters"),
-    ("q=" + "x" * 201, "q must be 1 to 200 characters"),
-    ("cursor=***", "cursor must be"),
-    ("cursor=" + "A" * 2049, "cursor must be"),
-    ("order=title.asc&cursor=abc", "cursor is not a cursor this service issued"),
-])
-def test_bad_order_search_or_cursor_is_a_400_that_names_the_parameter(client, query, says):
+@pytest.mark.parametrize("query, field, says", [
+    ("order=priority.asc", "order", "names no field to sort by ('priority')"),
+    ("order=title", "order", "needs a direction after the field"),
+    ("order=title.", "order", "needs a direction after the field"),
+    ("order=title.up", "order", "needs a direction after the field"),
+    ("order=", "order", "names no field to sort by ('')"),
+    ("order=title.asc&after=5", "after", "pages id order only"),
+    ("after=5&cursor=abc", "after", "give after or cursor, not both"),
+    ("q=", "q", "must be 1 to 200 characters"),
+    ("q=%20%09", "q", "must be 1 to 200 characters"),
+    ("q=a%00b", "q", "must be 1 to 200 characters"),
+    ("q=" + "x" * 201, "q", "must be 1 to 200 characters"),
+    ("cursor=***", "cursor", "must be"),
+    ("cursor=" + "A" * (CURSOR_MAX + 1), "cursor", "must be"),
+    ("order=title.asc&cursor=abc", "cursor", "is not a cursor this service issued"),
+], ids=lambda value: value[:40] if isinstance(value, str) else None)
+def test_bad_order_search_or_cursor_is_a_400_that_names_the_parameter(client, query, field,
+                                                                       says):
     response = client.get(f"/api/tasks?{query}")
     assert response.status_code == 400
-    assert says in response.get_json()["detail"]
+    problem = response.get_json()
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert says in problem["errors"][0]["message"]
+    assert f"{field} {says}" in problem["detail"]  # the detail says it too, for curl
+
+
+def test_every_bad_query_parameter_is_listed_in_errors(client):
+    response = client.get("/api/tasks?limit=0&done=yes&order=title&sort=id&q=a&q=b")
+    assert response.status_code == 400
+    problem = response.get_json()
+    assert [e["field"] for e in problem["errors"]] == ["sort", "limit", "done", "order", "q"]
+    assert problem["detail"].startswith("Invalid query parameters: sort is not a query "
+                                        "parameter")

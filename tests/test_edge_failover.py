@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from helpers import REDIS_FAULTS, call, new_task, redis_fault, running_stack
+from svc.stack import wait_for
 
 
 pytestmark = pytest.mark.stack
@@ -41,7 +42,8 @@ def test_the_edge_serves_nothing_older_than_a_write_acknowledged_while_redis_was
     urls = [f"/api/tasks/{task['id']}", f"/api/tasks?after={task['id'] - 1}&limit=1"]
     for url in urls:
         assert call(edge, "GET", url).header("X-Edge-Cache") == "MISS"
-        assert edge_entries(edge, url), "the edge stored what it fetched"
+        # The edge stores its copy after the answer has gone out (edge_cache.lua).
+        wait_for(lambda: edge_entries(edge, url), f"the edge entry of {url}", timeout=5)
 
     end = redis_fault(fault, edge.pid("redis"), edge.dir, lambda: edge.start("redis"))
     assert call(edge, "PATCH", urls[0], {"title": "new"}).status == 200

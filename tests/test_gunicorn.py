@@ -5,12 +5,14 @@ import json
 import os
 import re
 import signal
+import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
 
 from helpers import access_log_line, gunicorn_for, raw_request, samples
-from svc.resource import MAX_BODY
+from svc.resource import CURSOR_MAX, MAX_BODY
 from svc.stack import wait_for
 
 pytestmark = pytest.mark.gunicorn
@@ -36,6 +38,18 @@ def test_a_request_gunicorn_cannot_parse_gets_a_problem_that_echoes_nothing(guni
     problem = json.loads(body)
     assert problem["status"] == 400 and problem["title"] == "Bad Request"
     assert "percent-encoded" in problem["detail"] and "tasks" not in problem["detail"]
+
+
+def test_the_longest_list_url_the_document_allows_reaches_the_app(gunicorn, db):
+    base, _ = gunicorn
+    q = urllib.parse.quote("\U0001F600" * 200)  # 12 characters each
+    url = f"{base}/api/tasks?order=created_at.desc&done=false&limit=500&q={q}&cursor=" + (
+        "A" * CURSOR_MAX)
+    assert len(url) > 5900
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=5)
+    assert refused.value.status == 400  # the app's: not a cursor it issued, not gunicorn's
+    assert json.load(refused.value)["errors"][0]["field"] == "cursor"
 
 
 def test_gunicorn_body_limit_holds_for_chunked_uploads(gunicorn, db):
@@ -93,7 +107,8 @@ def test_gunicorn_empties_the_metrics_folder_before_workers_start(metered):
 def test_any_workers_scrape_adds_up_every_workers_figures(metered):
     base, folder = metered
     wait_for(lambda: len(worker_pids(folder)) == WORKERS, "both workers' metrics files")
-    # Each worker writes its own pool's size; an idle one too (its figures thread).
+    # Each worker writes its own pool's size; an idle one too (its figures thread). The pools
+    # fill in the background: at a load average of 7 to 10 that took over 10 s once.
     wait_for(lambda: all(pool_connections(base) == WORKERS * POOL_MIN for _ in range(4)),
              f"{WORKERS} x {POOL_MIN} pooled connections in every scrape", timeout=30)
     before = scrape(base)

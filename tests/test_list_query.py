@@ -4,15 +4,15 @@ Counts (Prefer: count=exact): test_prefer.py; bad values: test_bad_input.py.
 """
 
 import base64
+import hmac
 import json
 import re
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from psycopg import sql
 
 from helpers import close_app, make_app
-from svc.resource import CURSOR_PATTERN, ORDER
+from svc.resource import CURSOR_MAX, CURSOR_PATTERN, ORDER
 from svc.store import ORDERS, _search
 
 pytestmark = pytest.mark.app
@@ -80,17 +80,56 @@ def test_every_order_sorts_by_its_field_then_by_id_the_same_way(client, db, orde
                                                          reverse=way == "desc")
 
 
-def test_id_order_pages_with_after_and_other_orders_with_an_opaque_cursor(client, db):
+def test_every_page_carries_a_signed_cursor_in_next_and_after_still_pages_id_order(client, db):
     db.execute(SEED, {"count": 5})
-    by_id = client.get("/api/tasks?order=id.desc&limit=2").get_json()
-    assert [t["id"] for t in by_id["items"]] == [5, 4]
-    assert by_id["next"] == "/api/tasks?after=4&limit=2&order=id.desc"
-    assert [t["id"] for t in client.get(by_id["next"]).get_json()["items"]] == [3, 2]
-    by_title = client.get("/api/tasks?order=title.desc&limit=2").get_json()
-    query = parse_qs(urlsplit(by_title["next"]).query)
-    assert set(query) == {"limit", "order", "cursor"}
-    assert re.fullmatch(CURSOR_PATTERN, query["cursor"][0])
+    for order in ("id.desc", "title.desc"):
+        page = client.get(f"/api/tasks?order={order}&limit=2").get_json()
+        assert page["next"] == f"/api/tasks?cursor={page['cursor']}"
+        assert re.fullmatch(CURSOR_PATTERN, page["cursor"])
+    assert [t["id"] for t in client.get("/api/tasks?order=id.desc&after=4&limit=2")
+            .get_json()["items"]] == [3, 2]
     assert client.get("/api/tasks?after=0").get_json()["items"][0]["id"] == 1  # as before
+
+
+@pytest.mark.parametrize("order", ["id.asc", "title.desc", "updated_at.asc"])
+def test_the_cursor_alone_continues_a_filtered_searched_ordered_listing(client, db, order):
+    db.execute(SEED, {"count": 40})
+    field, _, way = order.partition(".")
+    first = client.get(f"/api/tasks?order={order}&done=false&q=seed&limit=4").get_json()
+    seen, token = first["items"], first["cursor"]
+    while token:
+        page = client.get(f"/api/tasks?cursor={token}").get_json()
+        assert len(page["items"]) <= 4
+        seen, token = seen + page["items"], page["cursor"]
+    expected = sorted((t for t in client.get(f"/api/tasks?order={order}&limit=500")
+                       .get_json()["items"] if not t["done"]),
+                      key=lambda t: sort_key(t, field), reverse=way == "desc")
+    assert [t["id"] for t in seen] == [t["id"] for t in expected] and len(seen) > 20
+
+
+def test_parameters_beside_a_cursor_must_be_its_own(client, db):
+    db.execute(SEED, {"count": 5})
+    token = client.get("/api/tasks?order=title.asc&done=false&limit=2").get_json()["cursor"]
+    alone = client.get(f"/api/tasks?cursor={token}").get_json()
+    same = client.get(f"/api/tasks?cursor={token}&order=title.asc&done=false&limit=2")
+    assert same.status_code == 200 and same.get_json()["items"] == alone["items"]
+    other = client.get(f"/api/tasks?cursor={token}&order=title.desc&limit=3&q=k01&done=false")
+    assert other.status_code == 400
+    errors = {e["field"]: e["message"] for e in other.get_json()["errors"]}
+    assert set(errors) == {"order", "q", "limit"}
+    assert errors["order"].startswith("differs from the cursor's (title.asc)")
+    assert errors["q"].startswith("differs from the cursor's (none)")
+
+
+def test_the_longest_cursor_the_service_issues_fits_the_documented_length(client):
+    # A title and a q of 200 characters that JSON escapes to 6 bytes each (\u0001).
+    for _ in range(2):
+        assert client.post("/api/tasks", json={"title": "\x01" * 200}).status_code == 201
+    page = client.get("/api/tasks?order=title.desc&done=false&limit=1&q="
+                      + "%01" * 200).get_json()
+    assert 3000 < len(page["cursor"]) <= CURSOR_MAX
+    rest = client.get(page["next"]).get_json()
+    assert len(rest["items"]) == 1 and rest["cursor"] is None
 
 
 def tampered(token):
@@ -100,17 +139,19 @@ def tampered(token):
     return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
 
 
-def test_an_altered_cursor_or_one_of_another_order_is_a_400(client, db):
+def test_an_altered_cursor_or_one_of_an_earlier_version_is_a_400(client, db, app):
     db.execute(SEED, {"count": 5})
-    token = parse_qs(urlsplit(client.get("/api/tasks?order=title.asc&limit=2")
-                              .get_json()["next"]).query)["cursor"][0]
-    assert client.get(f"/api/tasks?order=title.asc&cursor={token}").status_code == 200
-    for url in (f"/api/tasks?order=title.asc&cursor={tampered(token)}",
-                f"/api/tasks?order=title.desc&cursor={token}",
-                f"/api/tasks?cursor={token}"):
-        response = client.get(url)
+    token = client.get("/api/tasks?order=title.asc&limit=2").get_json()["cursor"]
+    assert client.get(f"/api/tasks?cursor={token}").status_code == 200
+    payload = b'["title.asc","k01",1]'  # what the service signed before cursors held the query
+    key = app.extensions["cursor_key"]
+    earlier = base64.urlsafe_b64encode(payload + hmac.digest(key, payload, "sha256")[:16])
+    for bad, says in ((tampered(token), "altered"),
+                      (earlier.rstrip(b"=").decode(), "earlier version")):
+        response = client.get(f"/api/tasks?cursor={bad}")
         assert response.status_code == 400
-        assert response.get_json()["detail"].startswith("cursor ")
+        (error,) = response.get_json()["errors"]
+        assert error["field"] == "cursor" and says in error["message"]
 
 
 def test_app_nodes_with_the_same_cursor_secret_accept_each_others_cursors(config, db, rds):

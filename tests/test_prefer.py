@@ -57,12 +57,12 @@ def test_counted_and_plain_pages_are_cached_apart(client):
     assert fresh.headers["X-App-Cache"] == "MISS" and fresh.headers["X-Total-Count"] == "2"
 
 
-def test_return_minimal_create_is_201_with_location_and_etag_and_no_body(client):
+def test_return_minimal_create_is_201_with_the_id_alone_location_and_etag(client):
     response = client.post("/api/tasks", json={"title": "quiet"}, headers=MINIMAL)
-    assert response.status_code == 201 and response.data == b""
+    assert response.status_code == 201
     assert response.headers["Preference-Applied"] == "return=minimal"
-    assert "Content-Type" not in response.headers
     stored = client.get(response.headers["Location"])
+    assert response.get_json() == {"id": stored.get_json()["id"]}
     assert stored.get_json()["title"] == "quiet"
     assert response.headers["ETag"] == stored.headers["ETag"]
 
