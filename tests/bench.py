@@ -232,7 +232,7 @@ class Bench:
         time.sleep(0.5)  # the old workers finish
 
     def prime_edge(self):
-        """Fill the Redis edge cache with distinct pages and items, through nginx."""
+        """Fill the app's Redis entries with distinct pages and items, through nginx."""
         for shape, pattern in (("list", PAGE), ("item", ITEM)):
             result = wrk(self.front, PRIME_SECONDS, self.walk,
                          (pattern, self.edge_lo, self.edge_count, THREADS))

@@ -1,4 +1,4 @@
-"""The whole stack through a real nginx: micro-cache, the shared Redis edge cache, limits."""
+"""The whole stack through a real nginx: micro-cache, the app's entries in Redis, limits."""
 
 import json
 import re
@@ -83,7 +83,7 @@ def test_no_cache_bypasses_every_layer(edge):
         reply = call(edge, "GET", url, headers={"Cache-Control": "no-cache"})
         assert reply.header("X-Cache-Status") == "BYPASS"
         assert reply.header("X-Edge-Cache") == "BYPASS"
-    assert call(edge, "GET", url).header("X-Cache-Status") == "MISS"  # bypasses stored nothing
+    assert call(edge, "GET", url).header("X-Cache-Status") == "MISS"  # no copy in nginx
 
 
 def test_health_is_never_cached(edge):
@@ -124,7 +124,7 @@ def test_if_match_still_reaches_the_app_through_nginx(edge):
 def test_after_a_write_and_two_seconds_no_layer_serves_old_data(edge):
     task = new_task(edge, "before")
     item, page = f"/api/tasks/{task['id']}", f"/api/tasks?after={task['id'] - 1}&limit=1"
-    for url in (item, page, item, page):  # fills the micro-cache and the edge cache
+    for url in (item, page, item, page):  # fills the micro-cache and Redis
         call(edge, "GET", url)
     time.sleep(MICRO)
     assert call(edge, "GET", item).header("X-Edge-Cache") == "HIT"
@@ -138,7 +138,7 @@ def test_after_a_write_and_two_seconds_no_layer_serves_old_data(edge):
 def test_edge_hit_is_served_while_the_app_is_stopped(edge, request):
     url = f"/api/tasks/{new_task(edge)['id']}"
     expected = call(edge, "GET", url)
-    assert expected.header("X-Edge-Cache") == "MISS"  # stored in Redis on the way out
+    assert expected.header("X-Edge-Cache") == "MISS"  # the app stored it in Redis
     request.getfixturevalue("app_stopped")  # from here on, nothing answers on the app's port
     time.sleep(MICRO)
     reply = call(edge, "GET", url)
@@ -152,7 +152,7 @@ def test_stale_micro_cache_entry_is_served_when_the_app_fails(edge, request):
     url = f"/api/tasks/{task['id']}"
     expected = call(edge, "GET", url)
     request.getfixturevalue("app_stopped")
-    rds = redis.Redis.from_url(edge.redis_url)  # hide the edge entry: a newer generation
+    rds = redis.Redis.from_url(edge.redis_url)  # hide the Redis entry: a newer generation
     rds.incr(f"tasks:{rds.info('server')['run_id']}:gen:{task['id']}")
     time.sleep(MICRO)
     reply = call(edge, "GET", url)
