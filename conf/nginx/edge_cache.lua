@@ -68,9 +68,9 @@ local function read_reply(sock)
     if kind == "$" then
         local len = tonumber(rest)
         if len < 0 then return ngx.null end
-        local data, err = sock:receive(len + 2) -- payload + CRLF
-        if not data then return nil, err end
-        return data:sub(1, len)
+        local data, err = sock:receive(len)
+        if not data or not sock:receive(2) then return nil, err or "redis: no CRLF" end -- CRLF
+        return data
     elseif kind == "*" then -- MGET's {generation, entry}
         local items = {}
         for i = 1, tonumber(rest) do
@@ -85,24 +85,12 @@ local function read_reply(sock)
     return nil, "redis: " .. line -- "-ERR ..." or a type we never ask for
 end
 
--- Sends one command and returns its reply (see read_reply).
-local function call(sock, ...)
-    local n = select("#", ...)
-    local req = { "*", n, "\r\n" }
-    for i = 1, n do
-        local arg = tostring((select(i, ...)))
-        req[#req + 1] = "$" .. #arg .. "\r\n" .. arg .. "\r\n"
-    end
-    local ok, err = sock:send(req)
-    if not ok then return nil, err end
-    return read_reply(sock)
-end
-
 -- The run_id of the Redis process this worker's pooled connections reach (generations.lua names
 -- every key after it). Connections are pooled under it: one checked, as it connected, to reach
 -- another process (Redis restarted, or a new one behind the same name) serves its request and
 -- closes, so a pooled connection's process is always the one its pool is named after.
 local run_id = ""
+local host, port, pool_name -- this worker's Redis address (nginx.conf) and pool, learned once
 
 -- Returns a connection, the run_id of the process it reaches, and whether it may be pooled;
 -- or nil while backing off or when Redis fails.
@@ -110,8 +98,12 @@ local function connect()
     if ngx.now() < skip_until then return nil end
     local sock = ngx.socket.tcp()
     sock:settimeouts(TIMEOUT_MS, TIMEOUT_MS, TIMEOUT_MS)
-    local host, port, pool_run = ngx.var.redis_host, ngx.var.redis_port, run_id
-    local ok, err = sock:connect(host, tonumber(port), { pool = host .. ":" .. port .. ":" .. pool_run })
+    if not host then host, port = ngx.var.redis_host, tonumber(ngx.var.redis_port) end
+    local pool_run = run_id
+    if not pool_name or pool_name.run ~= pool_run then
+        pool_name = { run = pool_run, options = { pool = host .. ":" .. port .. ":" .. pool_run } }
+    end
+    local ok, err = sock:connect(host, port, pool_name.options)
     if not ok then
         skip_until = ngx.now() + RETRY_AFTER_S
         return nil, err
@@ -165,7 +157,10 @@ local function lookup(scope, what)
     local sock, run, pooled = connect()
     if not sock then return nil end
     local ns = "tasks:" .. run .. ":"
-    local reply = call(sock, "MGET", ns .. "gen:" .. scope, ns .. scope .. ":" .. what)
+    local gen_key, key = ns .. "gen:" .. scope, ns .. scope .. ":" .. what
+    local reply = sock:send({ "*3\r\n$4\r\nMGET\r\n$", #gen_key, "\r\n", gen_key,
+                              "\r\n$", #key, "\r\n", key, "\r\n" })
+    if reply then reply = read_reply(sock) end
     release(sock, reply ~= nil, pooled)
     if type(reply) ~= "table" or reply[2] == ngx.null then return nil end
     local gen, stamped = reply[1] ~= ngx.null and reply[1] or "0", reply[2]
@@ -295,23 +290,16 @@ function M.written()
     bump("list")
 end
 
--- The response from Redis or the app: { packed = the response (see pack), status, keep =
--- whether the micro-cache may keep it, edge and app = the layer headers of this answer }, or
--- { status = nginx's own 502/504 } if the app gave no answer at all.
-local function fetch(scope, what, bypass)
-    local entry = not bypass and lookup(scope, what)
-    if entry then
-        metrics.count("edge", "HIT")
-        return { packed = entry, status = tonumber(entry:match("^%d+")), keep = true,
-                 edge = "HIT" }
-    end
-
-    -- Miss: fetch from the app (always GET, so even a HEAD leaves a complete copy).
+-- The app's answer, by a subrequest (edge: what X-Edge-Cache says of this answer, MISS or
+-- BYPASS): { packed = the response (see pack), status, keep = whether the micro-cache may keep
+-- it, edge, app = the layer headers of this answer }, or { status = nginx's own 502/504 } if
+-- the app gave no answer at all.
+local function from_app(edge)
+    -- Always GET, so even a HEAD leaves a complete copy.
     local res = ngx.location.capture("/_app", { method = ngx.HTTP_GET })
     if res.status >= 500 and res.body == "" then -- nginx-made error: the app gave no answer
         return { status = res.status }
     end
-    local edge = bypass and "BYPASS" or "MISS"
     metrics.count("edge", edge)
     local headers, cookie = {}, false
     for name, value in pairs(res.header) do
@@ -335,7 +323,7 @@ function M.serve()
 
     if var.cache_bypass == "1" then -- Cache-Control: no-cache: neither layer, nothing stored
         metrics.count("micro", "BYPASS")
-        local answer = fetch(scope, what, true)
+        local answer = from_app("BYPASS")
         if not answer.packed then return ngx.exit(answer.status) end
         return send(answer.packed, "BYPASS", answer.edge, answer.app)
     end
@@ -353,6 +341,17 @@ function M.serve()
         PARSED:set(key, parsed, fresh_for(stamp) / 1000)
         return send_parsed(parsed, "HIT")
     end
+    -- Redis before the lock: reading the app's entry costs the app nothing, so every request
+    -- may, and a hit takes no lock.
+    local entry = lookup(scope, what)
+    if entry then
+        metrics.count("edge", "HIT")
+        MICRO:set(key, entry, KEEP_S, now_ms())
+        local outcome = copy and "EXPIRED" or "MISS"
+        metrics.count("micro", outcome)
+        return send(entry, outcome, "HIT")
+    end
+
     local lock = "lock:" .. key
     local locked = MICRO:add(lock, true, LOCK_S)
     if not locked then -- another request refreshes this key
@@ -367,7 +366,7 @@ function M.serve()
         end
     end
 
-    local answer = fetch(scope, what, false)
+    local answer = from_app("MISS")
     if copy and (not answer.packed or answer.status >= 500) then -- the app fails: its last
         if locked then MICRO:delete(lock) end                        -- answer, stale, instead
         metrics.count("micro", "STALE")
