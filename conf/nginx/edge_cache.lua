@@ -9,7 +9,7 @@
 -- (the app, passed on from its answer).
 --
 -- 1. Micro-cache: this nginx node's memory (lua_shared_dict micro). Any response the app gave
---    with status 200 or 404, or Redis held, answers for FRESH_MS; kept KEEP_S longer to be
+--    with status 200 or 404, or Redis held, answers for FRESH_S; kept to KEEP_S, to be
 --    served stale while the app fails (STALE) or while one request refreshes it (UPDATING).
 --    One request per key refreshes; the others serve the stale copy or wait for it.
 --    X-Cache-Status says which: HIT, MISS, EXPIRED, STALE, UPDATING or BYPASS. Each worker
@@ -37,8 +37,8 @@ local WRITES = ngx.shared.micro_writes
 -- tasks (each copy read about once a second) ran at 26k req/s without it and with 200, at 23k
 -- with 2,000, whose copies cost the garbage collector more than they saved.
 local PARSED = assert(lrucache.new(200))
-local FRESH_MS = 1000 -- the micro-cache's second
-local KEEP_S = 600    -- how long a copy may be served stale (STALE, UPDATING)
+local FRESH_S = 1     -- the micro-cache's second
+local KEEP_S = 600    -- how long a copy lives, to be served stale after its second (STALE, UPDATING)
 local LOCK_S = 5      -- a refresh that takes longer lets the waiting requests fetch for themselves
 local WAIT_S = 0.002  -- how often a waiting request looks for the refreshed copy
 
@@ -71,7 +71,7 @@ local function read_reply(sock)
         local data, err = sock:receive(len)
         if not data or not sock:receive(2) then return nil, err or "redis: no CRLF" end -- CRLF
         return data
-    elseif kind == "*" then -- MGET's {generation, entry}
+    elseif kind == "*" then
         local items = {}
         for i = 1, tonumber(rest) do
             local item, err = read_reply(sock)
@@ -83,6 +83,52 @@ local function read_reply(sock)
         return rest
     end
     return nil, "redis: " .. line -- "-ERR ..." or a type we never ask for
+end
+
+-- MGET's reply, read in as few socket calls as it arrived in (one, for an item): the helpers
+-- below carry (buf, pos), what has arrived and where parsing stands.
+local READ_MAX = 65536
+
+-- buf from pos on, and what arrives next; nil once the socket fails.
+local function more(sock, buf, pos)
+    local data = sock:receiveany(READ_MAX)
+    return data and buf:sub(pos) .. data
+end
+
+-- The CRLF-ended line at pos: line, buf, the position after it; nil once the socket fails.
+local function line_at(sock, buf, pos)
+    while true do
+        local crlf = buf:find("\r\n", pos, true)
+        if crlf then return buf:sub(pos, crlf - 1), buf, crlf + 2 end
+        buf, pos = more(sock, buf, pos), 1
+        if not buf then return nil end
+    end
+end
+
+-- The bulk reply at pos: its value (ngx.null for a missing key), buf, the position after it.
+local function bulk_at(sock, buf, pos)
+    local head
+    head, buf, pos = line_at(sock, buf, pos)
+    local len = head and head:byte(1) == 36 and tonumber(head:sub(2)) -- "$<length>"
+    if not len then return nil end
+    if len < 0 then return ngx.null, buf, pos end
+    while #buf - pos < len + 1 do -- the value and its CRLF
+        buf, pos = more(sock, buf, pos), 1
+        if not buf then return nil end
+    end
+    return buf:sub(pos, pos + len - 1), buf, pos + len + 2
+end
+
+-- The two values of an MGET of two keys, or nil (a failed socket, an error reply).
+local function read_pair(sock)
+    local head, buf, pos = line_at(sock, "", 1)
+    if head ~= "*2" then return nil end
+    local first
+    first, buf, pos = bulk_at(sock, buf, pos)
+    if first == nil then return nil end
+    local second = bulk_at(sock, buf, pos)
+    if second == nil then return nil end
+    return first, second
 end
 
 -- The run_id of the Redis process this worker's pooled connections reach (generations.lua names
@@ -158,12 +204,14 @@ local function lookup(scope, what)
     if not sock then return nil end
     local ns = "tasks:" .. run .. ":"
     local gen_key, key = ns .. "gen:" .. scope, ns .. scope .. ":" .. what
-    local reply = sock:send({ "*3\r\n$4\r\nMGET\r\n$", #gen_key, "\r\n", gen_key,
-                              "\r\n$", #key, "\r\n", key, "\r\n" })
-    if reply then reply = read_reply(sock) end
-    release(sock, reply ~= nil, pooled)
-    if type(reply) ~= "table" or reply[2] == ngx.null then return nil end
-    local gen, stamped = reply[1] ~= ngx.null and reply[1] or "0", reply[2]
+    local gen, stamped
+    if sock:send({ "*3\r\n$4\r\nMGET\r\n$", #gen_key, "\r\n", gen_key,
+                   "\r\n$", #key, "\r\n", key, "\r\n" }) then
+        gen, stamped = read_pair(sock)
+    end
+    release(sock, gen ~= nil, pooled)
+    if not stamped or stamped == ngx.null then return nil end
+    if gen == ngx.null then gen = "0" end
     local newline = stamped:find("\n", 1, true)
     if not newline or stamped:sub(1, newline - 1) ~= gen
             or not stamped:find("\n\n", newline, true) then -- not a packed response: a miss
@@ -232,18 +280,13 @@ end
 
 -- Micro-cache ----------------------------------------------------------------------
 
--- The clock the micro-cache's copies are stamped with (ms, in the dict's 32-bit flags).
-local function now_ms()
-    return math.floor(ngx.now() * 1000) % 4294967296
-end
-
--- Milliseconds a copy stamped `stamp` still answers for (0 or less: none).
-local function fresh_for(stamp)
-    return FRESH_MS - (now_ms() - stamp) % 4294967296
-end
-
-local function fresh(stamp)
-    return fresh_for(stamp) > 0
+-- Seconds the copy under `key` still answers for (0 or less: stale), and whether there is one.
+-- A copy's age is read from its TTL (it lives KEEP_S from when it was stored), which costs no
+-- copy out of shared memory: a stale copy is fetched only when it is served.
+local function fresh_for(key)
+    local ttl = MICRO:ttl(key)
+    if not ttl then return 0, false end
+    return ttl - (KEEP_S - FRESH_S), true
 end
 
 -- Waits while another request refreshes `key`: its fresh copy, or nil once the refresh ended
@@ -252,8 +295,8 @@ local function wait_for(key, lock)
     local deadline = ngx.now() + LOCK_S
     repeat
         ngx.sleep(WAIT_S)
-        local value, stamp = MICRO:get(key)
-        if value and fresh(stamp) then return value end
+        local value = fresh_for(key) > 0 and MICRO:get(key)
+        if value then return value end
     until not MICRO:get(lock) or ngx.now() >= deadline
     return nil
 end
@@ -334,11 +377,12 @@ function M.serve()
         metrics.count("micro", "HIT")
         return send_parsed(parsed, "HIT")
     end
-    local copy, stamp = MICRO:get_stale(key)
-    if copy and fresh(stamp) then
+    local left, held = fresh_for(key)
+    local copy = left > 0 and MICRO:get(key)
+    if copy then
         metrics.count("micro", "HIT")
         parsed = parse(copy)
-        PARSED:set(key, parsed, fresh_for(stamp) / 1000)
+        PARSED:set(key, parsed, left)
         return send_parsed(parsed, "HIT")
     end
     -- Redis before the lock: reading the app's entry costs the app nothing, so every request
@@ -346,12 +390,13 @@ function M.serve()
     local entry = lookup(scope, what)
     if entry then
         metrics.count("edge", "HIT")
-        MICRO:set(key, entry, KEEP_S, now_ms())
-        local outcome = copy and "EXPIRED" or "MISS"
+        MICRO:set(key, entry, KEEP_S)
+        local outcome = held and "EXPIRED" or "MISS"
         metrics.count("micro", outcome)
         return send(entry, outcome, "HIT")
     end
 
+    copy = held and MICRO:get(key) -- stale: served only while the app fails or another refreshes
     local lock = "lock:" .. key
     local locked = MICRO:add(lock, true, LOCK_S)
     if not locked then -- another request refreshes this key
@@ -372,7 +417,7 @@ function M.serve()
         metrics.count("micro", "STALE")
         return send(copy, "STALE")
     end
-    if answer.keep and locked then MICRO:set(key, answer.packed, KEEP_S, now_ms()) end
+    if answer.keep and locked then MICRO:set(key, answer.packed, KEEP_S) end
     if locked then MICRO:delete(lock) end
     local outcome = copy and "EXPIRED" or "MISS"
     metrics.count("micro", outcome)
