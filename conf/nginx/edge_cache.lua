@@ -340,6 +340,12 @@ end
 local function from_app(edge)
     -- Always GET, so even a HEAD leaves a complete copy.
     local res = ngx.location.capture("/_app", { method = ngx.HTTP_GET })
+    if res.status == 502 and res.body == "" then
+        -- nginx's own 502: once more. A worker killed mid-request leaves several kept-alive
+        -- connections that fail one by one, more than nginx's own retry may meet; a GET is safe
+        -- to repeat.
+        res = ngx.location.capture("/_app", { method = ngx.HTTP_GET })
+    end
     if res.status >= 500 and res.body == "" then -- nginx-made error: the app gave no answer
         return { status = res.status }
     end
