@@ -35,11 +35,11 @@ RUN apt-get update \
     && chown www-data:www-data /var/lib/tasks-edge
 COPY conf/nginx/ /etc/tasks-edge/
 ENV LISTEN=8080 METRICS_LISTEN=9145 APP_SERVERS="server app:8000 max_fails=1 fail_timeout=2s;" REDIS_HOST=redis REDIS_PORT=6379 \
-    RESOLVER=127.0.0.11 STATE_DIR=/var/lib/tasks-edge CONF_DIR=/etc/tasks-edge EDGE_TTL=60 \
+    RESOLVER=127.0.0.11 STATE_DIR=/var/lib/tasks-edge CONF_DIR=/etc/tasks-edge \
     CORS_ORIGINS=""
 USER www-data
 EXPOSE 8080
 # The internal metrics listener: for Prometheus on the backend network, never to publish.
 EXPOSE 9145
 # Fill in only our ${UPPER_CASE} variables: nginx's own $variables must survive envsubst.
-CMD ["sh", "-c", "envsubst '${LISTEN} ${METRICS_LISTEN} ${APP_SERVERS} ${REDIS_HOST} ${REDIS_PORT} ${RESOLVER} ${STATE_DIR} ${CONF_DIR} ${EDGE_TTL} ${CORS_ORIGINS}' < /etc/tasks-edge/nginx.conf > \"$STATE_DIR/nginx.conf\" && exec nginx -p \"$STATE_DIR\" -c \"$STATE_DIR/nginx.conf\" -g 'daemon off;'"]
+CMD ["sh", "-c", "envsubst '${LISTEN} ${METRICS_LISTEN} ${APP_SERVERS} ${REDIS_HOST} ${REDIS_PORT} ${RESOLVER} ${STATE_DIR} ${CONF_DIR} ${CORS_ORIGINS}' < /etc/tasks-edge/nginx.conf > \"$STATE_DIR/nginx.conf\" && exec nginx -p \"$STATE_DIR\" -c \"$STATE_DIR/nginx.conf\" -g 'daemon off;'"]

@@ -7,7 +7,6 @@ import re
 import secrets
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import redis
 from redis.backoff import NoBackoff
@@ -15,39 +14,17 @@ from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
-# The Redis-side half of the cache, shared with the nginx edge: key names and generations.
+# The Redis-side script that bumps generations; its header documents the key names, which the
+# nginx edge (conf/nginx/edge_cache.lua) builds the same way to read the entries stored here.
 GENERATIONS = Path(__file__).resolve().parent.parent / "conf" / "nginx" / "generations.lua"
 LIST = "list"  # the scope of list pages; a task's scope is its id
-GEN_TTL_S = 86_400  # a task's generation must outlive every entry (CACHE_TTL, nginx's EDGE_TTL)
+GEN_TTL_S = 86_400  # a task's generation must outlive every entry (CACHE_TTL)
 LOCK_TTL_MS = 2000  # a filler that died frees the key after this
 FILL_WAIT_S = 0.2  # how long a reader waits for another's fill before loading itself
 RETRY_AFTER_S = 1.0  # after a Redis error, skip Redis this long instead of paying a timeout per request
 RUN_ID = re.compile(rb"^run_id:(\w+)", re.M)
 # Deletes the fill lock only if it is still ours (it may have expired and been taken).
 UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-
-
-class Entry(NamedTuple):
-    """What the cache holds for one response: its ETag, its body and, for a page, the next URL
-    and the total of matching tasks (when counted)."""
-
-    etag: str
-    body: bytes
-    next: str | None = None
-    total: int | None = None
-
-    def pack(self):
-        """The bytes stored in Redis: three header lines, then the body (ETags and URLs hold no
-        newline)."""
-        total = b"" if self.total is None else str(self.total).encode()
-        return b"\n".join((self.etag.encode(), (self.next or "").encode(), total, self.body))
-
-    @classmethod
-    def unpack(cls, value):
-        """The Entry that `pack` stored."""
-        etag, next_url, total, body = value.split(b"\n", 3)
-        return cls(etag.decode(), body, next_url.decode() or None,
-                   int(total) if total else None)
 
 
 def make_redis(url):
@@ -97,9 +74,10 @@ class Cache:
         """Return (bytes, hit): the cached value of `what` in `scope` (a task id or LIST), else
         loader()'s, stored for `ttl` s. A loader returning None is not cached.
 
-        One round trip finds the scope's generation and the entry under it. On a miss the value
-        is stored under the generation read before loading, so a value loaded before a write is
-        stored where no reader looks after it.
+        One round trip (MGET) reads the scope's generation and the entry, which holds the
+        generation it was loaded under: it answers only while the two are equal. On a miss the
+        value is stamped with the generation read before loading, so a value loaded before a
+        write never answers after it.
         """
         value, hit = self._read_through(scope, what, ttl, loader)
         self.observer.lookup(hit)
@@ -109,38 +87,38 @@ class Cache:
         """read_through's work, unreported."""
         try:
             if self.available() and not self.suspect:
-                key, value = self._generations("read", "app", scope, what)
+                key, gen, stamped = self._read(scope, what)
+                value = _current(stamped, gen)
                 if value is not None:
                     return value, True
-                result = self._fill(key.decode(), ttl, loader)
+                result = self._fill(key, gen, ttl, loader)
                 self._recovered()
                 return result
         except redis.RedisError as exc:
             self._failed(exc)
         return loader(), False
 
-    def entry(self, scope, what, loader):
-        """(Entry or None, hit): read_through for a response that loader() builds as an Entry."""
-        loaded = []  # on a miss, the Entry itself: no need to parse back what was just packed
+    def _read(self, scope, what):
+        """(entry key, generation, stamped entry or None), read on one connection whose run_id
+        names the keys: the process that answers is the one the names are for."""
+        def mget(conn):
+            ns = f"tasks:{conn.run_id}:"
+            key = f"{ns}{scope}:{what}"
+            conn.send_command("MGET", f"{ns}gen:{scope}", key)
+            gen, stamped = conn.read_response()
+            return key, gen or b"0", stamped
 
-        def load():
-            loaded.append(loader())
-            return None if loaded[0] is None else loaded[0].pack()
+        return self._on_connection(mget)
 
-        value, hit = self.read_through(scope, what, self.ttl, load)
-        if loaded:
-            return loaded[0], hit
-        return (None if value is None else Entry.unpack(value)), hit
-
-    def _fill(self, full_key, ttl, loader):
+    def _fill(self, key, gen, ttl, loader):
         """Load and store under a short lock, so one loader runs per key at a time."""
         token = secrets.token_hex(8)
-        lock_key = full_key + ":lock"
+        lock_key = key + ":lock"
         if not self.client.set(lock_key, token, nx=True, px=LOCK_TTL_MS):
             deadline = time.monotonic() + FILL_WAIT_S
             while time.monotonic() < deadline:
                 time.sleep(0.01)
-                value = self.client.get(full_key)
+                value = _current(self.client.get(key), gen)
                 if value is not None:
                     return value, True
             return loader(), False  # the other filler is slow: don't queue behind it
@@ -152,7 +130,7 @@ class Cache:
             raise
         try:  # the value is loaded: a Redis error from here on must not load it again
             if value is not None:
-                self.client.set(full_key, value, ex=ttl)
+                self.client.set(key, gen + b"\n" + value, ex=ttl)
             self._unlock(keys=[lock_key], args=[token])
         except redis.RedisError as exc:
             self._failed(exc)
@@ -178,17 +156,25 @@ class Cache:
         return True
 
     def _generations(self, *args):
-        """generations.lua's reply, run on one connection with the run_id that connection
-        learned: the argument always names the process that answers, even across a reconnect."""
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
-        try:
+        """generations.lua's reply, run with the run_id of the connection it goes out on."""
+        def run(conn):
             try:
                 conn.send_command("EVALSHA", self._sha, 0, conn.run_id, *args)
                 return conn.read_response()
             except redis.exceptions.NoScriptError:  # flushed, or a Redis we have not used yet
                 conn.send_command("EVAL", self._script, 0, conn.run_id, *args)
                 return conn.read_response()
+
+        return self._on_connection(run)
+
+    def _on_connection(self, work):
+        """work(conn)'s result on one pooled connection, which knows the run_id of the process
+        it reaches (learn_run_id): key names built from it always name the answering process,
+        even across a reconnect."""
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            return work(conn)
         except redis.ResponseError:
             raise  # an error reply: the connection is in step
         except BaseException:
@@ -222,3 +208,12 @@ class Cache:
         if self._skip_until:
             log.info("redis is back")
             self._skip_until = 0.0
+
+
+def _current(stamped, gen):
+    """The value of a stamped entry ("<generation>\\n<value>") if it was stored under `gen`,
+    else None (no entry, or one from before a write)."""
+    if stamped is None:
+        return None
+    stamp, _, value = stamped.partition(b"\n")
+    return value if stamp == gen else None

@@ -257,7 +257,7 @@ def build(app):
                                 "required": list(MINIMAL_FIELDS),
                                 "properties": {f.name: _field_schema(f) for f in TASK
                                                if f.name in MINIMAL_FIELDS}},
-                "Page": {"type": "object", "required": ["items", "next", "cursor", "source"],
+                "Page": {"type": "object", "required": ["items", "next", "cursor"],
                          "properties": {
                              "items": {"type": "array", "items": _ref("schemas", "Task")},
                              "next": {"type": ["string", "null"],
@@ -266,8 +266,7 @@ def build(app):
                              "cursor": {"type": ["string", "null"],
                                         "description": "The cursor in next: send it as the "
                                                        "cursor parameter, alone, for the next "
-                                                       "page; null on the last page."},
-                             "source": {"enum": ["postgres", "redis-cache"]}}},
+                                                       "page; null on the last page."}}},
                 "Health": {"type": "object", "required": ["status", "postgres", "redis"],
                            "properties": {"status": {"enum": ["ok", "degraded", "down"]},
                                           "postgres": {"enum": ["ok", "down"]},

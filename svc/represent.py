@@ -1,11 +1,13 @@
-"""How tasks look on the wire: compact JSON bytes, RFC 3339 timestamps, ETags, list pages."""
+"""How tasks look on the wire: compact JSON bytes, RFC 3339 timestamps, ETags, list pages, and
+whole responses as the one packed form every cache layer stores and answers from."""
 
 import hashlib
 import json
 from datetime import timezone
 
-from .cache import Entry
 from .resource import MINIMAL_FIELDS, TASK
+
+JSON = "application/json"
 
 
 def dumps(obj):
@@ -34,24 +36,41 @@ def etag(row):
     return f'"{row["id"]}-{row["version"]}"'
 
 
-def task_entry(row):
-    """A task row as a cacheable response, or None for no row (not cached)."""
-    return None if row is None else Entry(etag(row), dumps(task(row)))
+def pack(status, headers, body):
+    """A response as the caches hold it, in the app's Redis entry and nginx's micro-cache alike
+    (conf/nginx/edge_cache.lua reads it): "<status>\\n<Name>: <value>\\n...\\n\\n<body>". Only
+    representation headers belong here; per-request and layer headers (X-Request-ID,
+    X-App-Cache, ...) are added by whoever answers."""
+    head = "".join(f"\n{name}: {value}" for name, value in headers)
+    return f"{status}{head}\n\n".encode() + body
 
 
-def page_entry(rows, next_url, total=None):
-    """A list page as a cacheable response: the items array, its weak ETag, the next URL and
-    the total (None: not counted), which the ETag covers too."""
-    items = dumps([task(r) for r in rows])
-    digest = hashlib.blake2b(b"\n".join((items, (next_url or "").encode(), str(total).encode())),
-                             digest_size=12).hexdigest()
-    return Entry(f'W/"{digest}"', items, next_url, total)
+def unpack(packed):
+    """(status, [(name, value), ...], body) of a packed response."""
+    head, _, body = packed.partition(b"\n\n")
+    status, *lines = head.decode().split("\n")
+    return int(status), [tuple(line.split(": ", 1)) for line in lines], body
 
 
-def page_body(entry, source):
-    """The list response body: the cached items, the next URL and the cursor in it, and where
-    they came from."""
+def task_response(row):
+    """A task row as a packed 200, or None for no row (not cached)."""
+    if row is None:
+        return None
+    return pack(200, (("Content-Type", JSON), ("ETag", etag(row))), dumps(task(row)))
+
+
+def page_response(rows, next_url, total=None, applied=None):
+    """A list page as a packed 200: the items, the next URL (also in Link) and the cursor in it, a
+    weak ETag over them and the total (None: not counted; else X-Total-Count, and `applied` as
+    Preference-Applied). Vary: Prefer, since a preference changes the page."""
     # next is /api/tasks?cursor=<cursor> (tasks._page), and a cursor needs no URL escaping.
-    cursor = entry.next.rpartition("cursor=")[2] if entry.next else None
-    return (b'{"items":' + entry.body + b',"next":' + dumps(entry.next)
-            + b',"cursor":' + dumps(cursor) + b',"source":' + dumps(source) + b"}")
+    cursor = next_url.rpartition("cursor=")[2] if next_url else None
+    body = (b'{"items":' + dumps([task(r) for r in rows]) + b',"next":' + dumps(next_url)
+            + b',"cursor":' + dumps(cursor) + b"}")
+    digest = hashlib.blake2b(body + b"\n" + str(total).encode(), digest_size=12).hexdigest()
+    headers = [("Content-Type", JSON), ("ETag", f'W/"{digest}"'), ("Vary", "Prefer")]
+    if next_url:
+        headers.append(("Link", f'<{next_url}>; rel="next"'))
+    if total is not None:
+        headers += [("X-Total-Count", str(total)), ("Preference-Applied", applied)]
+    return pack(200, headers, body)

@@ -262,7 +262,7 @@ def render_nginx(state_dir, values):
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     defaults = {"STATE_DIR": str(state_dir), "CONF_DIR": str(NGINX_TEMPLATE.parent),
-                "RESOLVER": "127.0.0.1", "EDGE_TTL": "60", "CORS_ORIGINS": ""}
+                "RESOLVER": "127.0.0.1", "CORS_ORIGINS": ""}
     text = string.Template(NGINX_TEMPLATE.read_text()).safe_substitute({**defaults, **values})
     conf = state_dir / "nginx.conf"
     conf.write_text(text)

@@ -1,6 +1,6 @@
 """The /api/tasks resource: thin handlers over validation, store, the cache and represent."""
 
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 from flask import Blueprint, current_app, request, url_for
 
@@ -19,14 +19,34 @@ def _json(body, status=200, headers=None):
                                       mimetype="application/json")
 
 
-def _cached(scope, what, loader):
-    """(Entry or None, hit) for `what` in `scope` (a task id or LIST) through the app's cache."""
-    return current_app.extensions["cache"].entry(scope, what, loader)
+def _cached(scope, loader):
+    """The packed response (or None) and whether it came from the app's cache, for this request
+    in `scope` (a task id or LIST); loader() builds it on a miss."""
+    cache = current_app.extensions["cache"]
+    return cache.read_through(scope, _variant() + _raw_uri(), cache.ttl, loader)
 
 
-def _conditional(response, tag, hit):
-    """Attach the ETag and cache header, then answer If-None-Match with 304 if it matches."""
-    response.headers["ETag"] = tag
+def _variant():
+    """The request headers that change a cached response, as nginx's $cache_variant
+    (conf/nginx/maps.conf) normalizes them: both halves of a cache key are built alike."""
+    return "count" if PREFER_COUNT in validation.preferences() else ""
+
+
+def _raw_uri():
+    """The request target as the client sent it (gunicorn's RAW_URI, which nginx passes on as
+    its $request_uri), or its path and query where there is none (Flask's test client)."""
+    environ = request.environ
+    raw = environ.get("RAW_URI")
+    if raw:
+        return raw
+    query = environ.get("QUERY_STRING")
+    return quote(environ.get("PATH_INFO", "")) + ("?" + query if query else "")
+
+
+def _answer(packed, hit):
+    """A packed response as sent, with X-App-Cache; 304 if If-None-Match still matches."""
+    status, headers, body = represent.unpack(packed)
+    response = current_app.response_class(body, status=status, headers=headers)
     response.headers["X-App-Cache"] = "HIT" if hit else "MISS"
     if "HTTP_IF_NONE_MATCH" not in request.environ:  # the only condition these answers take
         return response
@@ -79,16 +99,19 @@ def _if_match_versions(task_id):
 
 
 def _not_done(task_id):
-    """Why a conditional write changed nothing: 404 if the task is gone, else 412."""
-    if store.get_task(task_id) is not None:
+    """Why a conditional write changed nothing: 404 if the task is gone, else 412 with the
+    current ETag, to retry with."""
+    row = store.get_task(task_id)
+    if row is not None:
         return ApiError(412, "The task has changed since you read it (If-Match does not match); "
-                             "GET it again and retry with the new ETag.")
+                             "retry with the ETag of this answer, or GET it again.",
+                        headers={"ETag": represent.etag(row)})
     return validation.no_such_task()
 
 
 def _page(params, position, counted):
-    """Load one list page and build its cache entry: the URL of the page after it (its signed
-    cursor alone), and the total of matching tasks if `counted`."""
+    """Load one list page as a packed response: the URL of the page after it (its signed cursor
+    alone), and the total of matching tasks if `counted`."""
     rows, last = store.list_tasks(params["limit"], params["done"], params["q"], params["order"],
                                   position)
     total = store.count_tasks(params["done"], params["q"]) if counted else None
@@ -96,7 +119,7 @@ def _page(params, position, counted):
     if last is not None:
         value = represent.task(last)[params["order"].partition(".")[0]]
         next_url = url_for(".list_tasks", cursor=validation.next_cursor(params, value, last["id"]))
-    return represent.page_entry(rows, next_url, total)
+    return represent.page_response(rows, next_url, total, PREFER_COUNT)
 
 
 @bp.get("")
@@ -106,17 +129,7 @@ def list_tasks():
     params = validation.list_params(request.args)
     position = validation.position(params)
     counted = PREFER_COUNT in validation.preferences()
-    what = "page?" + urlencode(sorted({**validation.query_args(params),
-                                       "prefer": "count" if counted else ""}.items()))
-    entry, hit = _cached(LIST, what, lambda: _page(params, position, counted))
-    response = _json(represent.page_body(entry, "redis-cache" if hit else "postgres"))
-    response.vary.add("Prefer")
-    if entry.next:
-        response.headers["Link"] = f'<{entry.next}>; rel="next"'
-    if counted:
-        response.headers["X-Total-Count"] = str(entry.total)
-        response.headers["Preference-Applied"] = PREFER_COUNT
-    return _conditional(response, entry.etag, hit)
+    return _answer(*_cached(LIST, lambda: _page(params, position, counted)))
 
 
 @bp.post("")
@@ -141,11 +154,10 @@ def create_task():
 def get_task(raw_id):
     """One task; 304 when If-None-Match still matches."""
     task_id = validation.task_id(raw_id)
-    entry, hit = _cached(str(task_id), "item",
-                         lambda: represent.task_entry(store.get_task(task_id)))
-    if entry is None:
+    packed, hit = _cached(str(task_id), lambda: represent.task_response(store.get_task(task_id)))
+    if packed is None:
         raise validation.no_such_task()
-    return _conditional(_json(entry.body), entry.etag, hit)
+    return _answer(packed, hit)
 
 
 @bp.put("/<raw_id>")

@@ -44,6 +44,13 @@ def generations(rds, task_id=None):
     return tuple(int(rds.get(f"{ns}:{scope}") or 0) for scope in ("list", task_id))
 
 
+def cached_responses(rds):
+    """Keys of the cached responses in the Redis that answers now (no generation, no lock)."""
+    ns = f"tasks:{rds.info('server')['run_id']}:"
+    return [key for key in (k.decode() for k in rds.scan_iter(ns + "*"))
+            if not key.startswith(ns + "gen:") and not key.endswith(":lock")]
+
+
 def redis_fault(kind, pid, data_dir, restart):
     """Begin fault `kind` on the Redis at `pid` (persistent, its files in `data_dir`); returns
     the function that ends it: SIGCONT, or `restart()` after SIGKILL (with its files, or
@@ -175,9 +182,9 @@ def raw_request(port, request_line):
     return int(status_line.split()[1]), headers, body
 
 
-def new_task(stack, title="edge"):
-    """Create a task through nginx; its JSON."""
-    reply = call(stack, "POST", "/api/tasks", {"title": title})
+def new_task(stack, title="edge", source="127.0.0.1"):
+    """Create a task through nginx (from loopback address `source`); its JSON."""
+    reply = call(stack, "POST", "/api/tasks", {"title": title}, source=source)
     assert reply.status == 201, reply.body
     return reply.json()
 

@@ -1,7 +1,7 @@
 """Redis paused, or killed and restarted empty or with its data, while a write is acknowledged:
 no worker of the app serves an older task or page once Redis answers again.
 
-The same through nginx's Redis edge cache: test_edge_failover.py.
+The same through nginx's reads of Redis: test_edge_failover.py.
 """
 
 import time

@@ -1,5 +1,5 @@
 """Two nodes (NODES=2 make up): two nginx fronts and two gunicorn nodes on one PostgreSQL and one
-Redis. The fronts share what either fetched through the Redis edge cache, see each other's
+Redis. The fronts share the responses the app stored in Redis, see each other's
 writes within the micro-cache second, and ride out a dead gunicorn node."""
 
 import json
@@ -60,13 +60,41 @@ def test_a_read_through_one_front_is_a_redis_edge_hit_through_the_other_without_
     assert app_log_lines(nodes, "node-b-1") == []
 
 
-def test_a_write_through_one_front_shows_through_the_other_within_the_micro_cache_second(nodes):
+def shown(nodes, front, task):
+    """What a read of the written task (item and its list page) through `front` shows:
+    (the item's status and title, the ids on the page)."""
+    item = call(nodes, "GET", f"/api/tasks/{task['id']}", front=front)
+    page = call(nodes, "GET", f"/api/tasks?after={task['id'] - 1}&limit=5", front=front)
+    return ((item.status, item.json().get("title")), [t["id"] for t in page.json()["items"]])
+
+
+WRITES = {  # a write through front A to `task`, and what a read shows once it is visible
+    "PATCH": lambda nodes, task: (
+        call(nodes, "PATCH", f"/api/tasks/{task['id']}", {"title": "after"}).status == 200,
+        ((200, "after"), [task["id"]])),
+    "PUT": lambda nodes, task: (
+        call(nodes, "PUT", f"/api/tasks/{task['id']}", {"title": "after"}).status == 200,
+        ((200, "after"), [task["id"]])),
+    "POST": lambda nodes, task: (
+        (created := new_task(nodes, "after"))["id"] > task["id"],
+        ((200, "before"), [task["id"], created["id"]])),
+    "DELETE": lambda nodes, task: (
+        call(nodes, "DELETE", f"/api/tasks/{task['id']}").status == 204,
+        ((404, "Not Found"), [])),
+}
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_a_write_shows_at_once_through_its_front_and_within_the_second_through_the_other(
+        nodes, write):
     task = new_task(nodes, "before")
-    url = f"/api/tasks/{task['id']}"
-    assert call(nodes, "GET", url, front=1).json()["title"] == "before"
-    assert call(nodes, "PATCH", url, {"title": "after"}).status == 200
+    for front in (0, 1, 0, 1):  # both fronts hold copies of the item and the page
+        assert shown(nodes, front, task) == ((200, "before"), [task["id"]])
+    done, expected = WRITES[write](nodes, task)
+    assert done
+    assert shown(nodes, 0, task) == expected  # the front that took it: at once
     time.sleep(MICRO)
-    assert call(nodes, "GET", url, front=1).json()["title"] == "after"
+    assert shown(nodes, 1, task) == expected
 
 
 def test_a_dead_gunicorn_node_costs_no_read_and_no_write_and_is_used_again_once_back(nodes):

@@ -49,7 +49,6 @@ def test_redis_stopped_mid_test_still_serves_and_reports_degraded(config, provid
         for _ in range(20):
             listing = client.get("/api/tasks")
             assert listing.status_code == 200 and listing.headers["X-App-Cache"] == "MISS"
-            assert listing.get_json()["source"] == "postgres"
         assert time.monotonic() - started < 5
         assert client.patch(f"/api/tasks/{task['id']}", json={"done": True}).status_code == 200
         assert client.get(f"/api/tasks/{task['id']}").get_json()["done"] is True

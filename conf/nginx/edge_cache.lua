@@ -1,18 +1,26 @@
 -- The read path of GET/HEAD /api/tasks[/{id}] (nginx.conf, front server): two cache layers in
--- one content handler, then the app.
+-- one content handler, then the app; and the write path's hook that keeps this node's
+-- micro-cache behind no write that passed through it.
+--
+-- Every layer answers with the same representation: the packed response of
+-- svc/represent.py, "<status>\n<Name>: <value>\n...\n\n<body>" (status, representation
+-- headers, body), which the app writes to Redis and this file only reads. Layer headers are
+-- added by whoever answers: X-Cache-Status (micro-cache), X-Edge-Cache (Redis), X-App-Cache
+-- (the app, passed on from its answer).
 --
 -- 1. Micro-cache: this nginx node's memory (lua_shared_dict micro). Any response the app gave
---    with status 200 or 404, as sent (status, headers, body), answers for FRESH_S; kept KEEP_S
---    longer to be served stale while the app fails (STALE) or while one request refreshes it
---    (UPDATING). One request per key refreshes; the others serve the stale copy or wait for it.
---    X-Cache-Status says which: HIT, MISS, EXPIRED, STALE, UPDATING or BYPASS.
--- 2. Edge cache: Redis, shared by every node. Key built by generations.lua, the script the app's
---    cache runs too (one EVALSHA a lookup): under the generation of the task the URI names, or
---    of the list for /api/tasks?... Value "<status>\n<content-type>\n<etag>\n<body>", 200s
---    only, SET with EX $edge_ttl. The generation is read BEFORE fetching from the app, so a
---    write racing with the fetch can only leave an entry under the old generation, which
---    nobody reads any more. X-Edge-Cache says HIT, MISS or BYPASS.
--- 3. The app, by a subrequest to /_app.
+--    with status 200 or 404, or Redis held, answers for FRESH_S; kept to KEEP_S, to be
+--    served stale while the app fails (STALE) or while one request refreshes it (UPDATING).
+--    One request per key refreshes; the others serve the stale copy or wait for it.
+--    X-Cache-Status says which: HIT, MISS, EXPIRED, STALE, UPDATING or BYPASS. Each worker
+--    also keeps its fresh copies parsed (PARSED), until the shared copy's second ends.
+--    Keys hold this node's write generation of the scope (micro_writes, bumped by written()
+--    before a write's answer leaves): a write through this node makes its older copies of the
+--    task and of the list pages unreachable at once, in both tiers.
+-- 2. Redis: the app's entry for this request (key names: generations.lua), read with one MGET
+--    with the scope's generation; taken only if it was stored under that generation.
+--    X-Edge-Cache says HIT, MISS or BYPASS.
+-- 3. The app, by a subrequest to /_app: its read-through fills the Redis entry.
 -- Redis errors/timeouts never fail the request: we fall through to the app (X-Edge-Cache: MISS).
 -- Writes and other methods go to @app untouched. Both layers' outcomes are counted here
 -- (metrics.lua), so no request pays for a log-phase handler.
@@ -21,18 +29,16 @@ local metrics = require "metrics"
 
 local M = {}
 
--- Loaded once, in nginx's master (init_by_lua): the script's text and its SHA-1 for EVALSHA.
-local SCRIPT = assert(io.open(assert(package.searchpath("generations", package.path)))):read("*a")
-local SHA = ngx.sha1_bin(SCRIPT):gsub(".", function(c) return string.format("%02x", c:byte()) end)
-
 local MICRO = ngx.shared.micro
+-- This node's write generations: "epoch" and one counter per scope (a task id, "list").
+local WRITES = ngx.shared.micro_writes
 -- Each worker's own fresh copies, parsed, until the second of the shared copy they came from
 -- ends: a hit then takes no lock and copies nothing. 200: the hot set. Random reads over 20,000
 -- tasks (each copy read about once a second) ran at 26k req/s without it and with 200, at 23k
 -- with 2,000, whose copies cost the garbage collector more than they saved.
 local PARSED = assert(lrucache.new(200))
-local FRESH_MS = 1000 -- the micro-cache's second
-local KEEP_S = 600    -- how long a copy may be served stale (STALE, UPDATING)
+local FRESH_S = 1     -- the micro-cache's second
+local KEEP_S = 600    -- how long a copy lives, to be served stale after its second (STALE, UPDATING)
 local LOCK_S = 5      -- a refresh that takes longer lets the waiting requests fetch for themselves
 local WAIT_S = 0.002  -- how often a waiting request looks for the refreshed copy
 
@@ -41,10 +47,15 @@ local TIMEOUT_MS = 100
 -- and time for the app's janitors to bump the generations that writes meanwhile could not.
 local RETRY_AFTER_S = 1
 local skip_until = 0
-local DROP = { -- never copied from the app response: hop-by-hop, recomputed, or per request
+-- Never copied from the app's answer into a copy: hop-by-hop and framing headers, per-request
+-- and layer headers (the representation is the rest, as svc/represent.py stores it).
+local DROP = {
     ["connection"] = true, ["keep-alive"] = true, ["transfer-encoding"] = true,
-    ["content-length"] = true, ["x-request-id"] = true,
+    ["content-length"] = true, ["x-request-id"] = true, ["x-app-cache"] = true,
+    ["x-edge-cache"] = true, ["x-cache-status"] = true,
 }
+-- Writes whose answer means the task or the list may differ from this node's copies.
+local WRITE_METHODS = { POST = true, PUT = true, PATCH = true, DELETE = true }
 
 -- Minimal RESP client ----------------------------------------------------------
 
@@ -57,10 +68,10 @@ local function read_reply(sock)
     if kind == "$" then
         local len = tonumber(rest)
         if len < 0 then return ngx.null end
-        local data, err = sock:receive(len + 2) -- payload + CRLF
-        if not data then return nil, err end
-        return data:sub(1, len)
-    elseif kind == "*" then -- the script's {key, entry}
+        local data, err = sock:receive(len)
+        if not data or not sock:receive(2) then return nil, err or "redis: no CRLF" end -- CRLF
+        return data
+    elseif kind == "*" then
         local items = {}
         for i = 1, tonumber(rest) do
             local item, err = read_reply(sock)
@@ -71,20 +82,53 @@ local function read_reply(sock)
     elseif kind == "+" or kind == ":" then
         return rest
     end
-    return nil, "redis: " .. line -- "-ERR ...", "-NOSCRIPT ..." or a type we never ask for
+    return nil, "redis: " .. line -- "-ERR ..." or a type we never ask for
 end
 
--- Sends one command and returns its reply (see read_reply).
-local function call(sock, ...)
-    local n = select("#", ...)
-    local req = { "*", n, "\r\n" }
-    for i = 1, n do
-        local arg = tostring((select(i, ...)))
-        req[#req + 1] = "$" .. #arg .. "\r\n" .. arg .. "\r\n"
+-- MGET's reply, read in as few socket calls as it arrived in (one, for an item): the helpers
+-- below carry (buf, pos), what has arrived and where parsing stands.
+local READ_MAX = 65536
+
+-- buf from pos on, and what arrives next; nil once the socket fails.
+local function more(sock, buf, pos)
+    local data = sock:receiveany(READ_MAX)
+    return data and buf:sub(pos) .. data
+end
+
+-- The CRLF-ended line at pos: line, buf, the position after it; nil once the socket fails.
+local function line_at(sock, buf, pos)
+    while true do
+        local crlf = buf:find("\r\n", pos, true)
+        if crlf then return buf:sub(pos, crlf - 1), buf, crlf + 2 end
+        buf, pos = more(sock, buf, pos), 1
+        if not buf then return nil end
     end
-    local ok, err = sock:send(req)
-    if not ok then return nil, err end
-    return read_reply(sock)
+end
+
+-- The bulk reply at pos: its value (ngx.null for a missing key), buf, the position after it.
+local function bulk_at(sock, buf, pos)
+    local head
+    head, buf, pos = line_at(sock, buf, pos)
+    local len = head and head:byte(1) == 36 and tonumber(head:sub(2)) -- "$<length>"
+    if not len then return nil end
+    if len < 0 then return ngx.null, buf, pos end
+    while #buf - pos < len + 1 do -- the value and its CRLF
+        buf, pos = more(sock, buf, pos), 1
+        if not buf then return nil end
+    end
+    return buf:sub(pos, pos + len - 1), buf, pos + len + 2
+end
+
+-- The two values of an MGET of two keys, or nil (a failed socket, an error reply).
+local function read_pair(sock)
+    local head, buf, pos = line_at(sock, "", 1)
+    if head ~= "*2" then return nil end
+    local first
+    first, buf, pos = bulk_at(sock, buf, pos)
+    if first == nil then return nil end
+    local second = bulk_at(sock, buf, pos)
+    if second == nil then return nil end
+    return first, second
 end
 
 -- The run_id of the Redis process this worker's pooled connections reach (generations.lua names
@@ -92,6 +136,7 @@ end
 -- another process (Redis restarted, or a new one behind the same name) serves its request and
 -- closes, so a pooled connection's process is always the one its pool is named after.
 local run_id = ""
+local host, port, pool_name -- this worker's Redis address (nginx.conf) and pool, learned once
 
 -- Returns a connection, the run_id of the process it reaches, and whether it may be pooled;
 -- or nil while backing off or when Redis fails.
@@ -99,8 +144,12 @@ local function connect()
     if ngx.now() < skip_until then return nil end
     local sock = ngx.socket.tcp()
     sock:settimeouts(TIMEOUT_MS, TIMEOUT_MS, TIMEOUT_MS)
-    local host, port, pool_run = ngx.var.redis_host, ngx.var.redis_port, run_id
-    local ok, err = sock:connect(host, tonumber(port), { pool = host .. ":" .. port .. ":" .. pool_run })
+    if not host then host, port = ngx.var.redis_host, tonumber(ngx.var.redis_port) end
+    local pool_run = run_id
+    if not pool_name or pool_name.run ~= pool_run then
+        pool_name = { run = pool_run, options = { pool = host .. ":" .. port .. ":" .. pool_run } }
+    end
+    local ok, err = sock:connect(host, port, pool_name.options)
     if not ok then
         skip_until = ngx.now() + RETRY_AFTER_S
         return nil, err
@@ -140,36 +189,40 @@ local function release(sock, healthy, pooled)
     if not healthy then skip_until = ngx.now() + RETRY_AFTER_S end
 end
 
--- Edge cache (Redis) ---------------------------------------------------------------
+-- Redis: the app's entries -------------------------------------------------------
 
--- The generation scope of a URI: the task it names, or the list.
-local function scope(uri)
-    return uri:match("^/api/tasks/(%d+)$") or uri:match("^/api/tasks/(%d+)%?") or "list"
+-- The generation scope of a path: the task it names, or the list. Like the app's, or else a
+-- key the app never writes (a miss), never another scope's entry: the scope is in the key.
+local function scope_of(uri)
+    return uri:match("^/api/tasks/(%d+)$") or "list"
 end
 
--- Returns the key for this request (nil if Redis is unusable) and the entry (nil on miss).
-local function lookup(uri)
+-- The packed response Redis holds for `what` in `scope`, if stored under the scope's current
+-- generation (generations.lua); nil on a miss or when Redis is unusable.
+local function lookup(scope, what)
     local sock, run, pooled = connect()
     if not sock then return nil end
-    local args = { run, "read", "edge", scope(uri), uri }
-    local reply, err = call(sock, "EVALSHA", SHA, 0, unpack(args))
-    if reply == nil and err and err:find("NOSCRIPT", 1, true) then -- Redis restarted: load it
-        reply = call(sock, "EVAL", SCRIPT, 0, unpack(args))
+    local ns = "tasks:" .. run .. ":"
+    local gen_key, key = ns .. "gen:" .. scope, ns .. scope .. ":" .. what
+    local gen, stamped
+    if sock:send({ "*3\r\n$4\r\nMGET\r\n$", #gen_key, "\r\n", gen_key,
+                   "\r\n$", #key, "\r\n", key, "\r\n" }) then
+        gen, stamped = read_pair(sock)
     end
-    release(sock, reply ~= nil, pooled)
-    if type(reply) ~= "table" then return nil end
-    return reply[1], reply[2] ~= ngx.null and reply[2] or nil
-end
-
-local function store(key, value)
-    local sock, _, pooled = connect()
-    if not sock then return end
-    release(sock, call(sock, "SET", key, value, "EX", ngx.var.edge_ttl) ~= nil, pooled)
+    release(sock, gen ~= nil, pooled)
+    if not stamped or stamped == ngx.null then return nil end
+    if gen == ngx.null then gen = "0" end
+    local newline = stamped:find("\n", 1, true)
+    if not newline or stamped:sub(1, newline - 1) ~= gen
+            or not stamped:find("\n\n", newline, true) then -- not a packed response: a miss
+        return nil
+    end
+    return stamped:sub(newline + 1)
 end
 
 -- Responses ------------------------------------------------------------------------
 
--- A response as one string, as the micro-cache keeps it: "<status>\n<name>: <value>\n...\n\n<body>".
+-- A response as one string, as svc/represent.py packs it: "<status>\n<Name>: <value>\n...\n\n<body>".
 local function pack(status, headers, body)
     local out = { status }
     for name, value in pairs(headers) do out[#out + 1] = name .. ": " .. value end
@@ -200,11 +253,14 @@ local function parse(packed)
              body = packed:sub(split + 2) }
 end
 
--- Sends a parsed response with this request's X-Cache-Status; 304 if If-None-Match matches.
-local function send_parsed(response, micro_status)
+-- Sends a parsed response with the layer headers of this answer (nil: not sent); 304 if
+-- If-None-Match matches.
+local function send_parsed(response, micro, edge, app)
     local names, values = response.names, response.values
     for i = 1, #names do ngx.header[names[i]] = values[i] end
-    ngx.header["X-Cache-Status"] = micro_status
+    ngx.header["X-Cache-Status"] = micro
+    if edge then ngx.header["X-Edge-Cache"] = edge end
+    if app then ngx.header["X-App-Cache"] = app end
     if response.status == 200 and not_modified(ngx.header["ETag"]) then
         ngx.status = 304
         ngx.header["Content-Type"] = nil
@@ -218,24 +274,19 @@ local function send_parsed(response, micro_status)
 end
 
 -- Sends a packed response (see send_parsed).
-local function send(packed, micro_status)
-    send_parsed(parse(packed), micro_status)
+local function send(packed, micro, edge, app)
+    send_parsed(parse(packed), micro, edge, app)
 end
 
 -- Micro-cache ----------------------------------------------------------------------
 
--- The clock the micro-cache's copies are stamped with (ms, in the dict's 32-bit flags).
-local function now_ms()
-    return math.floor(ngx.now() * 1000) % 4294967296
-end
-
--- Milliseconds a copy stamped `stamp` still answers for (0 or less: none).
-local function fresh_for(stamp)
-    return FRESH_MS - (now_ms() - stamp) % 4294967296
-end
-
-local function fresh(stamp)
-    return fresh_for(stamp) > 0
+-- Seconds the copy under `key` still answers for (0 or less: stale), and whether there is one.
+-- A copy's age is read from its TTL (it lives KEEP_S from when it was stored), which costs no
+-- copy out of shared memory: a stale copy is fetched only when it is served.
+local function fresh_for(key)
+    local ttl = MICRO:ttl(key)
+    if not ttl then return 0, false end
+    return ttl - (KEEP_S - FRESH_S), true
 end
 
 -- Waits while another request refreshes `key`: its fresh copy, or nil once the refresh ended
@@ -244,78 +295,114 @@ local function wait_for(key, lock)
     local deadline = ngx.now() + LOCK_S
     repeat
         ngx.sleep(WAIT_S)
-        local value, stamp = MICRO:get(key)
-        if value and fresh(stamp) then return value end
+        local value = fresh_for(key) > 0 and MICRO:get(key)
+        if value then return value end
     until not MICRO:get(lock) or ngx.now() >= deadline
     return nil
 end
 
--- The response from Redis or the app: { packed = the response (see pack), keep = whether the
--- micro-cache may keep it, edge_key and edge_value = what to store in Redis once it is sent },
--- or { status = nginx's own 502/504 } if the app gave no answer at all.
-local function fetch(uri, bypass)
-    local edge_key, entry
-    if not bypass then edge_key, entry = lookup(uri) end
-    if entry then
-        local status, ctype, etag, body = entry:match("^(%d+)\n([^\n]*)\n([^\n]*)\n(.*)$")
-        if status then
-            metrics.count("edge", "HIT")
-            local headers = { ["Content-Type"] = ctype ~= "" and ctype or nil,
-                              ["ETag"] = etag ~= "" and etag or nil, ["X-Edge-Cache"] = "HIT" }
-            return { packed = pack(status, headers, body), status = tonumber(status), keep = true }
-        end
-    end
+-- The micro-cache key of `what` in `scope`: this node's write epoch and the scope's write
+-- generation, then `what`. Read before anything is fetched, so that a copy fetched while a
+-- write passed through is stored under a generation no later lookup uses.
+local function micro_key(scope, what)
+    return (WRITES:get("epoch") or 0) .. ":" .. (WRITES:get(scope) or 0) .. ":" .. what
+end
 
-    -- Miss: fetch from the app (always GET, so even a HEAD leaves a complete entry).
+-- A new write generation for `scope`. Generations are never dropped but may be evicted when
+-- the dict is full (incr says so: forcible); then a new epoch retires every key at once, lest
+-- a scope's generation start again from 0, under which older copies may still be.
+local function bump(scope)
+    local _, err, forcible = WRITES:incr(scope, 1, 0)
+    if err or forcible then
+        WRITES:incr("epoch", 1, 0)
+        ngx.log(ngx.WARN, "micro_writes full or failing (", err or "evicted", "): new epoch")
+    end
+end
+
+-- The header filter of writes (nginx.conf, @app): once the app has answered a write that may
+-- have changed the task or the list (2xx), or found it changed (404, 412), this node's copies
+-- of both are retired before the answer leaves, so the next read through this node shows it.
+function M.written()
+    local status = ngx.status
+    if not WRITE_METHODS[ngx.req.get_method()]
+            or not (status < 300 or status == 404 or status == 412) then
+        return
+    end
+    local scope = scope_of(ngx.var.uri)
+    if scope ~= "list" then bump(scope) end
+    bump("list")
+end
+
+-- The app's answer, by a subrequest (edge: what X-Edge-Cache says of this answer, MISS or
+-- BYPASS): { packed = the response (see pack), status, keep = whether the micro-cache may keep
+-- it, edge, app = the layer headers of this answer }, or { status = nginx's own 502/504 } if
+-- the app gave no answer at all.
+local function from_app(edge)
+    -- Always GET, so even a HEAD leaves a complete copy.
     local res = ngx.location.capture("/_app", { method = ngx.HTTP_GET })
+    if res.status == 502 and res.body == "" then
+        -- nginx's own 502: once more. A worker killed mid-request leaves several kept-alive
+        -- connections that fail one by one, more than nginx's own retry may meet; a GET is safe
+        -- to repeat.
+        res = ngx.location.capture("/_app", { method = ngx.HTTP_GET })
+    end
     if res.status >= 500 and res.body == "" then -- nginx-made error: the app gave no answer
         return { status = res.status }
     end
-    local edge = bypass and "BYPASS" or "MISS"
     metrics.count("edge", edge)
-    local headers, ctype, etag, cookie = { ["X-Edge-Cache"] = edge }, nil, nil, false
+    local headers, cookie = {}, false
     for name, value in pairs(res.header) do
         local lname = name:lower()
         if type(value) == "table" then value = table.concat(value, ", ") end
         if not DROP[lname] then headers[name] = value end
-        if lname == "content-type" then ctype = value end
-        if lname == "etag" then etag = value end
         if lname == "set-cookie" then cookie = true end
     end
-    local result = { packed = pack(res.status, headers, res.body), status = res.status,
-                     keep = (res.status == 200 or res.status == 404) and not res.truncated
-                            and not cookie }
-    if edge_key and result.keep and res.status == 200 and ctype and etag then
-        result.edge_key = edge_key
-        result.edge_value = table.concat({ res.status, ctype, etag, res.body }, "\n")
-    end
-    return result
+    return { packed = pack(res.status, headers, res.body), status = res.status,
+             keep = (res.status == 200 or res.status == 404) and not res.truncated and not cookie,
+             edge = edge, app = res.header["X-App-Cache"] }
 end
 
 function M.serve()
     local method = ngx.req.get_method()
     if method ~= "GET" and method ~= "HEAD" then return ngx.exec("@app") end
-    local key = ngx.var.cache_variant .. ngx.var.request_uri -- "count/api/tasks?..." (maps.conf)
+    local var = ngx.var
+    local scope = scope_of(var.uri)
+    -- "count/api/tasks?...": the request's variant (maps.conf) and its URI, as the app keys it
+    local what = var.cache_variant .. var.request_uri
 
-    if ngx.var.cache_bypass == "1" then -- Cache-Control: no-cache: neither layer, nothing stored
+    if var.cache_bypass == "1" then -- Cache-Control: no-cache: neither layer, nothing stored
         metrics.count("micro", "BYPASS")
-        local answer = fetch(key, true)
+        local answer = from_app("BYPASS")
         if not answer.packed then return ngx.exit(answer.status) end
-        return send(answer.packed, "BYPASS")
+        return send(answer.packed, "BYPASS", answer.edge, answer.app)
     end
 
+    local key = micro_key(scope, what)
     local parsed = PARSED:get(key)
     if parsed then
         metrics.count("micro", "HIT")
         return send_parsed(parsed, "HIT")
     end
-    local copy, stamp = MICRO:get_stale(key)
-    if copy and fresh(stamp) then
+    local left, held = fresh_for(key)
+    local copy = left > 0 and MICRO:get(key)
+    if copy then
         metrics.count("micro", "HIT")
         parsed = parse(copy)
-        PARSED:set(key, parsed, fresh_for(stamp) / 1000)
+        PARSED:set(key, parsed, left)
         return send_parsed(parsed, "HIT")
     end
+    -- Redis before the lock: reading the app's entry costs the app nothing, so every request
+    -- may, and a hit takes no lock.
+    local entry = lookup(scope, what)
+    if entry then
+        metrics.count("edge", "HIT")
+        MICRO:set(key, entry, KEEP_S)
+        local outcome = held and "EXPIRED" or "MISS"
+        metrics.count("micro", outcome)
+        return send(entry, outcome, "HIT")
+    end
+
+    copy = held and MICRO:get(key) -- stale: served only while the app fails or another refreshes
     local lock = "lock:" .. key
     local locked = MICRO:add(lock, true, LOCK_S)
     if not locked then -- another request refreshes this key
@@ -330,20 +417,18 @@ function M.serve()
         end
     end
 
-    -- Entries keep no X-Total-Count (only status, type, ETag, body): counted pages skip Redis.
-    local answer = fetch(key, ngx.var.cache_variant ~= "")
+    local answer = from_app("MISS")
     if copy and (not answer.packed or answer.status >= 500) then -- the app fails: its last
         if locked then MICRO:delete(lock) end                        -- answer, stale, instead
         metrics.count("micro", "STALE")
         return send(copy, "STALE")
     end
-    if answer.keep and locked then MICRO:set(key, answer.packed, KEEP_S, now_ms()) end
+    if answer.keep and locked then MICRO:set(key, answer.packed, KEEP_S) end
     if locked then MICRO:delete(lock) end
     local outcome = copy and "EXPIRED" or "MISS"
     metrics.count("micro", outcome)
     if not answer.packed then return ngx.exit(answer.status) end -- problem.conf renders it
-    send(answer.packed, outcome)
-    if answer.edge_key then store(answer.edge_key, answer.edge_value) end -- after it went out
+    send(answer.packed, outcome, answer.edge, answer.app)
 end
 
 return M

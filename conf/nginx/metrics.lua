@@ -16,7 +16,7 @@ local FAMILIES = {
     { layer = "micro", name = "nginx_micro_cache_requests_total",
       help = "Reads of /api/tasks[/{id}] by micro-cache outcome (X-Cache-Status)." },
     { layer = "edge", name = "nginx_edge_cache_requests_total",
-      help = "Reads that reached the Redis edge cache, by its outcome (X-Edge-Cache)." },
+      help = "Reads that reached the app's entries in Redis, by outcome (X-Edge-Cache)." },
 }
 -- stub_status's figures, in the order its page lists them.
 local STUB = {
