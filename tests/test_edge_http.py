@@ -110,8 +110,10 @@ def test_each_origin_gets_its_own_cors_answer_on_a_miss_and_on_both_cache_hits(e
     url = f"/api/tasks/{new_task(edge)['id']}"
     miss = call(edge, "GET", url, headers={"Origin": ALLOWED})
     micro = {o: call(edge, "GET", url, headers={"Origin": o}) for o in (ALSO_ALLOWED, OTHER)}
-    time.sleep(MICRO)
-    redis = {o: call(edge, "GET", url, headers={"Origin": o}) for o in (ALSO_ALLOWED, OTHER)}
+    redis = {}
+    for origin in (ALSO_ALLOWED, OTHER):  # each once the micro-cache's copy has expired
+        time.sleep(MICRO)
+        redis[origin] = call(edge, "GET", url, headers={"Origin": origin})
     assert miss.header("X-Cache-Status") == "MISS" and cors(miss) == (ALLOWED, True)
     assert {r.header("X-Cache-Status") for r in micro.values()} == {"HIT"}
     assert {r.header("X-Edge-Cache") for r in redis.values()} == {"HIT"}
