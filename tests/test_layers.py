@@ -51,9 +51,13 @@ def representation(reply):
 
 def respelled(url, zeros):
     """Another request target for the same response, which no cache has seen: an item with a
-    query the app ignores, a page with its limit written with `zeros` leading zeros."""
+    query the app ignores, a page with its limit written with `zeros` leading zeros, a cursor
+    alone with `zeros` letters of its parameter's name percent-encoded."""
     if "?" not in url:
         return url + "?spelling=" + uuid.uuid4().hex[:8]
+    if "limit=" not in url:
+        name = "".join(f"%{ord(c):02X}" if i < zeros else c for i, c in enumerate("cursor"))
+        return url.replace("cursor=", name + "=", 1)
     return re.sub(r"limit=(\d+)", "limit=" + "0" * zeros + r"\1", url)
 
 
