@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import pwd
+import random
 import re
 import secrets
 import shutil
@@ -40,11 +41,29 @@ class StackError(RuntimeError):
     """A server did not start."""
 
 
+def _ephemeral_floor():
+    """The lowest port the kernel gives outgoing connections (ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(taken=()):
-    """A TCP port on 127.0.0.1 that nothing listens on right now, and not one of `taken`."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and not one of `taken`.
+
+    Chosen below the kernel's range for outgoing connections: a server is started some seconds
+    after its port is chosen, and in between any client's connection (to PostgreSQL, Redis,
+    ...) could take a port from that range, so that the server could not bind it.
+    """
+    floor = _ephemeral_floor()
     while True:
+        port = random.randrange(10_000, floor) if floor > 11_000 else 0
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
             port = s.getsockname()[1]
         if port not in taken:
             return port
@@ -80,7 +99,7 @@ def exit_reason(log):
     except (OSError, TypeError):
         return "no log"
     for pattern in REASONS:
-        for line in reversed(lines):
+        for line in lines:  # the first such line: later ones follow from it
             if found := re.search(pattern, line):
                 return found[1]
     return next((line for line in reversed(lines) if line), "no output")
