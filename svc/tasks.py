@@ -4,12 +4,13 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, request, url_for
 
-from . import cursor, represent, store, validation
+from . import budget, cursor, represent, store, validation
 from .access import requires_token
 from .cache import LIST
 from .errors import ApiError, answers
 from .idempotency import idempotent
-from .resource import PREFER_COUNT, PREFER_MINIMAL
+from .resource import (COUNT_EXACT_UPTO, PREFER_COUNT, PREFER_COUNT_ESTIMATED,
+                       PREFER_COUNT_PLANNED, PREFER_MINIMAL)
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 
@@ -81,12 +82,12 @@ def _not_done(task_id):
     return validation.no_such_task()
 
 
-def _page(params, position, counted):
+def _page(params, position, count):
     """Load one list page and build its cache entry: the URL of the page after it, and the total
-    of matching tasks if `counted`."""
+    of matching tasks if a `count` (preference) is asked for."""
     rows, last = store.list_tasks(params["limit"], params["done"], params["q"], params["order"],
                                   position)
-    total = store.count_tasks(params["done"], params["q"]) if counted else None
+    total = store.count_tasks(params["done"], params["q"], count) if count else None
     next_url = None
     if last is not None:
         past = validation.query_args({**params, **_past(params, last)})
@@ -112,18 +113,41 @@ def list_tasks():
     """A keyset page of tasks: filtered, searched, in any order; counted if asked."""
     params = validation.list_params(request.args)
     position = validation.position(params)
-    counted = PREFER_COUNT in validation.preferences()
-    what = "page?" + urlencode(sorted({**validation.query_args(params),
-                                       "prefer": "count" if counted else ""}.items()))
-    entry, hit = _cached(LIST, what, lambda: _page(params, position, counted))
+    count = validation.count_preference()
+    try:
+        entry, hit = _listed(params, position, count)
+    except store.CountTooSlow:  # past the read bound: the planner's estimate, and say so
+        count = PREFER_COUNT_PLANNED
+        entry, hit = _listed(params, position, count)
     response = _json(represent.page_body(entry, "redis-cache" if hit else "postgres"))
     response.vary.add("Prefer")
     if entry.next:
         response.headers["Link"] = f'<{entry.next}>; rel="next"'
-    if counted:
+    if count:
         response.headers["X-Total-Count"] = str(entry.total)
-        response.headers["Preference-Applied"] = PREFER_COUNT
+        response.headers["Preference-Applied"] = _applied(count, entry.total)
     return _conditional(response, entry.etag, hit)
+
+
+def _listed(params, position, count):
+    """(Entry, hit) of the page `params` ask for, with the total of `count` (a preference, or
+    None); a search or count loaded from PostgreSQL holds one of the worker's costly slots."""
+    what = "page?" + urlencode(sorted({**validation.query_args(params),
+                                       "prefer": count or ""}.items()))
+    if params["q"] is None and count is None:
+        return _cached(LIST, what, lambda: _page(params, position, count))
+
+    def costly_page():
+        with budget.costly():
+            return _page(params, position, count)
+    return _cached(LIST, what, costly_page)
+
+
+def _applied(count, total):
+    """The count a total of preference `count` is: count=estimated is exact up to its limit."""
+    if count == PREFER_COUNT_ESTIMATED:
+        return PREFER_COUNT if total <= COUNT_EXACT_UPTO else PREFER_COUNT_PLANNED
+    return count
 
 
 @bp.post("")

@@ -8,11 +8,13 @@ from flask import current_app, g, request
 from . import cursor
 from .errors import ApiError, Invalid
 from .resource import (BULK_MAX, DEFAULTS, DIRECTIONS, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS,
-                       MAX_BODY, NOT_BLANK, TASK, WHITESPACE, WRITABLE)
+                       MAX_BODY, NOT_BLANK, PREFER_COUNTS, SEARCH_MAX_WORDS, SEARCH_TRIGRAM, TASK,
+                       WHITESPACE, WRITABLE)
 
 ID = re.compile(r"[1-9][0-9]{0,18}")
 BLANK = re.compile(f"[{WHITESPACE}]*")
 KEY = re.compile(IDEMPOTENCY_KEY)
+TRIGRAM = re.compile(SEARCH_TRIGRAM)
 MAX_DRAIN = 2 * MAX_BODY  # the most of a rejected body read to keep its connection usable
 FIELDS = {f.name: f for f in TASK}
 WRITABLE_NAMES = ", ".join(f.name for f in WRITABLE)
@@ -198,7 +200,20 @@ def list_params(args):
                             "(its cursor parameter).")
     if params["after"] is not None and params["cursor"] is not None:
         raise ApiError(400, "Give after or cursor, not both.")
+    if params["q"] is not None:
+        _search(params["q"])
     return params
+
+
+def _search(q):
+    """400 unless the index can serve `q` (resource.SEARCH_TRIGRAM, SEARCH_MAX_WORDS)."""
+    words = q.split()
+    if len(words) > SEARCH_MAX_WORDS:
+        raise ApiError(400, f"q holds {len(words)} words; give at most {SEARCH_MAX_WORDS}.")
+    if not any(TRIGRAM.search(word) for word in words):
+        raise ApiError(400, "q needs a word with at least three letters or digits in a row: "
+                            "the search index cannot find shorter words, which would mean "
+                            "reading every task. Shorter words may go beside such a word.")
 
 
 def position(params):
@@ -257,6 +272,11 @@ def query_args(params):
     return {name: ("true" if value else "false") if isinstance(value, bool) else value
             for name, value in params.items()
             if value is not None and value != defaults.get(name)}
+
+
+def count_preference():
+    """The count the request's Prefer asks for (one of resource.PREFER_COUNTS), or None."""
+    return next((p for p in preferences() if p in PREFER_COUNTS), None)
 
 
 def preferences():
