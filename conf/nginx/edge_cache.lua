@@ -16,6 +16,7 @@
 -- Redis errors/timeouts never fail the request: we fall through to the app (X-Edge-Cache: MISS).
 -- Writes and other methods go to @app untouched. Both layers' outcomes are counted here
 -- (metrics.lua), so no request pays for a log-phase handler.
+local limits = require "limits"
 local lrucache = require "resty.lrucache"
 local metrics = require "metrics"
 
@@ -266,7 +267,10 @@ local function fetch(uri, bypass)
         end
     end
 
-    -- Miss: fetch from the app (always GET, so even a HEAD leaves a complete entry).
+    -- Miss: fetch from the app (always GET, so even a HEAD leaves a complete entry), if this
+    -- client's budget has room (limits.lua; else its 429, or a stale copy if there is one).
+    local refused = limits.refuse()
+    if refused then return { status = refused } end
     local res = ngx.location.capture("/_app", { method = ngx.HTTP_GET })
     if res.status >= 500 and res.body == "" then -- nginx-made error: the app gave no answer
         return { status = res.status }
