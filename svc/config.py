@@ -29,12 +29,12 @@ class Config:
     # reads (every pooled connection's default), writes (set in their transaction), and
     # migrations and seeding (python -m svc migrate|seed). nginx's proxy_read_timeout must
     # exceed what a request can take: tests/test_time_bounds.py checks it against these.
-    READ_TIMEOUT: float = 1.5
+    READ_TIMEOUT: float = 1.0
     WRITE_TIMEOUT: float = 5.0
     MIGRATE_TIMEOUT: float = 900.0
     # How many costly requests (a search, a count) one worker runs at once; the others get 503
     # at once, so they never hold every thread or pooled connection.
-    COSTLY_SHARE: int = 2
+    COSTLY_SHARE: int = 1
     LOG_LEVEL: str = "INFO"
     IDEMPOTENCY_TTL: int = 86_400  # seconds an Idempotency-Key's response is kept
     # Signs list cursors; the same on every app node. Empty: derived from DATABASE_URL.

@@ -99,20 +99,23 @@ def check_idle(conn):
         ConnectionPool.check_connection(conn)
 
 
-def bounded(url, seconds):
+def bounded(url, seconds, **settings):
     """`url` (a libpq URL or key=value string) whose sessions cancel any statement that runs
-    longer than `seconds` (statement_timeout, in the startup packet: no round trip); the
-    options the URL already has are kept."""
-    options = conninfo_to_dict(url).get("options", "")
-    return make_conninfo(url, options=f"{options} -c statement_timeout={round(seconds * 1000)}"
-                         .strip())
+    longer than `seconds` (statement_timeout) and have `settings`, all in the startup packet
+    (no round trip); the options the URL already has are kept."""
+    settings = {"statement_timeout": round(seconds * 1000), **settings}
+    options = [conninfo_to_dict(url).get("options", "")]
+    options += [f"-c {name}={value}" for name, value in settings.items()]
+    return make_conninfo(url, options=" ".join(options).strip())
 
 
 def make_pool(config):
     """A pool of autocommit connections: each statement is its own transaction, and a read
     runs for at most READ_TIMEOUT (writes raise their own bound in their transaction)."""
     return ConnectionPool(
-        bounded(config.DATABASE_URL, config.READ_TIMEOUT),
+        # One core per statement: a parallel plan would let each costly request take several,
+        # and COSTLY_SHARE bound their number, not their cores.
+        bounded(config.DATABASE_URL, config.READ_TIMEOUT, max_parallel_workers_per_gather=0),
         kwargs={"row_factory": dict_row, "autocommit": True},
         min_size=config.DB_POOL_MIN,
         max_size=config.DB_POOL_MAX,

@@ -114,7 +114,7 @@ PREFER_COUNT = "count=exact"
 PREFER_COUNT_PLANNED = "count=planned"
 PREFER_COUNT_ESTIMATED = "count=estimated"
 PREFER_COUNTS = (PREFER_COUNT, PREFER_COUNT_PLANNED, PREFER_COUNT_ESTIMATED)
-COUNT_EXACT_UPTO = 10_000
+COUNT_EXACT_UPTO = 1_000
 PREFER_MINIMAL = "return=minimal"  # POST, PUT, PATCH: no body, the task's Location and ETag
 
 # Idempotency-Key (POST, PATCH): 1..255 printable ASCII characters; no space at either end,

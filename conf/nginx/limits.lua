@@ -18,7 +18,7 @@ local function setting(name, default)
 end
 
 -- A few hundred uncached reads a second from one address stay well under APP_RATE; a costly
--- request may hold a PostgreSQL backend for the read bound (svc/config.py READ_TIMEOUT, 1.5 s),
+-- request may hold a PostgreSQL backend for the read bound (svc/config.py READ_TIMEOUT, 1 s),
 -- so one address gets a few of those a second.
 M.BUDGETS = {
     app = { rate = setting("EDGE_APP_RATE", 1000), burst = setting("EDGE_APP_BURST", 500) },
@@ -35,7 +35,14 @@ local function full(kind)
     local key = kind .. ngx.var.binary_remote_addr
     local now = math.floor(ngx.now() * 1000) % 4294967296
     local level, since = DICT:get(key)
-    level = level and math.max(0, level - budget.rate * ((now - since) % 4294967296) / 1000) or 0
+    if level then
+        -- Each worker's clock is its event loop's cached time: another worker may have stamped
+        -- a moment this one has not reached yet (a "negative" age, past 2^31 ms: none).
+        local age = (now - since) % 4294967296
+        level = math.max(0, level - budget.rate * (age < 2147483648 and age or 0) / 1000)
+    else
+        level = 0
+    end
     local over = level + 1 - (budget.burst + 1)
     if over > 0 then
         return math.max(1, math.ceil(over / budget.rate))
