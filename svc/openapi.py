@@ -8,8 +8,9 @@ scheme and a 401 go on every handler marked @requires_token (access.py).
 from flask import Blueprint, current_app
 
 from .represent import dumps
-from .resource import (BULK_MAX, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS, MAX_BODY, PREFER_COUNT,
-                       PREFER_MINIMAL, TASK, WRITABLE)
+from .resource import (BULK_MAX, COUNT_EXACT_UPTO, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS,
+                       MAX_BODY, PREFER_COUNT, PREFER_COUNT_ESTIMATED, PREFER_COUNT_PLANNED,
+                       PREFER_COUNTS, PREFER_MINIMAL, TASK, WRITABLE)
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 
@@ -25,7 +26,8 @@ PROBLEMS = {
     422: "Wrong types, unknown or read-only fields, blank or too long text, NUL characters; in a "
          f"bulk create, fields are named by index (\"[3].title\"), and 0 or over {BULK_MAX} "
          "tasks are refused; or an Idempotency-Key already used for another request.",
-    503: "PostgreSQL is unreachable; retry after Retry-After seconds.",
+    503: "PostgreSQL is unreachable, a statement ran past its time bound, or the worker's share "
+         "of searches and counts is taken; retry after Retry-After seconds.",
 }
 
 
@@ -94,8 +96,8 @@ _APPLIED = {"schema": {"type": "string"},
 def _prefer(*preferences):
     """The Prefer request header, with the preferences this operation applies."""
     return {"name": "Prefer", "in": "header", "schema": {"type": "string"},
-            "description": f"RFC 7240 preferences; this operation applies {' and '.join(preferences)}"
-                           " and ignores any other.", "examples": {
+            "description": "RFC 7240 preferences; this operation applies "
+                           f"{' or '.join(preferences)} and ignores any other.", "examples": {
                 p: {"value": p} for p in preferences}}
 
 
@@ -163,15 +165,23 @@ def build(app):
                         "headers": {**_CACHED, "Link": {"description": '<next>; rel="next"',
                                                         "schema": {"type": "string"}},
                                     "X-Total-Count": {
-                                        "description": f"With Prefer: {PREFER_COUNT}: how "
-                                                       "many tasks match, on all pages.",
+                                        "description": "With Prefer: count=...: how many "
+                                                       "tasks match, on all pages; "
+                                                       "Preference-Applied says which count "
+                                                       f"it is: {PREFER_COUNT} (counted), "
+                                                       f"{PREFER_COUNT_PLANNED} (the "
+                                                       "planner's estimate). "
+                                                       f"{PREFER_COUNT_ESTIMATED} is exact up "
+                                                       f"to {COUNT_EXACT_UPTO}, planned "
+                                                       f"beyond; {PREFER_COUNT} past the "
+                                                       "read bound is planned.",
                                         "schema": {"type": "integer", "minimum": 0}},
                                     "Preference-Applied": _APPLIED},
                         "content": _json_content(_ref("schemas", "Page"))},
                 "304": {"description": "Not modified."}},
                 parameters=[{"name": p.name, "in": "query", "description": p.doc,
                              "schema": _param_schema(p)} for p in LIST_PARAMS]
-                + [_IF_NONE_MATCH, _prefer(PREFER_COUNT)]),
+                + [_IF_NONE_MATCH, _prefer(*PREFER_COUNTS)]),
             "post": op("tasks.create_task", {
                 "201": {"description": "Created: the task (with its Location and ETag), or the "
                                        "array of tasks, in the body's order, ids ascending. "

@@ -259,3 +259,16 @@ def test_the_app_scales_no_fixed_name_nor_host_port_and_nginx_names_its_service(
         assert "container_name" not in SERVICES[name] and "ports" not in SERVICES[name]
     servers = re.findall(r"server (\S+?)[ ;]", SERVICES["nginx"]["environment"]["APP_SERVERS"])
     assert [server.split(":")[0] for server in servers] == ["app"]  # every replica, by name
+
+
+def test_nginx_waits_for_the_app_longer_than_the_app_lets_a_request_take():
+    # The longest the app takes to answer: a wait for a pooled connection, then two statements
+    # at their bound (a page and its count; an idempotent write's claim and write). Past it
+    # the app answers itself (503), so nginx never gives up first with a 504.
+    defaults = {f.name: f.default for f in fields(Config)}
+    slowest = defaults["DB_POOL_TIMEOUT"] + 2 * max(defaults["READ_TIMEOUT"],
+                                                    defaults["WRITE_TIMEOUT"])
+    (read_timeout,) = re.findall(r"^\s*proxy_read_timeout\s+(\d+)s;", TEMPLATE, re.M)
+    assert int(read_timeout) > slowest
+    gunicorn = runpy.run_path(str(ROOT / "conf" / "gunicorn.conf.py"))
+    assert gunicorn["timeout"] > int(read_timeout)  # and gunicorn never kills it first
