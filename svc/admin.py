@@ -108,8 +108,9 @@ def grant_app_role(owner_url, role, backend):
 
 
 def seed(config, count, if_empty, out=sys.stdout):
-    """Insert `count` sample tasks in one statement (bounded by MIGRATE_TIMEOUT), then start a new generation of list pages
-    (or, with Redis away, leave that to the app's janitor, like a write of the API)."""
+    """Insert `count` sample tasks in one statement (bounded by MIGRATE_TIMEOUT), then start a
+    new generation of list pages (or, with Redis away, leave that to the app's janitor, like a
+    write of the API)."""
     queries = load_queries()
     with psycopg.connect(bounded(config.DATABASE_URL, config.MIGRATE_TIMEOUT),
                          autocommit=True) as conn:

@@ -28,7 +28,7 @@ class Config:
     # Seconds a statement may run before PostgreSQL cancels it (statement_timeout), by kind:
     # reads (every pooled connection's default), writes (set in their transaction), and
     # migrations and seeding (python -m svc migrate|seed). nginx's proxy_read_timeout must
-    # exceed what a request can take: tests/test_time_bounds.py checks it against these.
+    # exceed what a request can take: tests/test_deploy_static.py checks it against these.
     READ_TIMEOUT: float = 1.0
     WRITE_TIMEOUT: float = 5.0
     MIGRATE_TIMEOUT: float = 900.0

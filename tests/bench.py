@@ -22,7 +22,8 @@ the abuse row: eight ordinary clients, each on a loopback address of its own (12
 kept-alive connection each), read random items through nginx, alone and beside a hostile client
 on 127.0.0.2 (16 connections, nice 19) that sends short-word, counted and 40-word searches, each
 with a fresh limit (BENCH_ABUSE_SECONDS each, 5). The main stack's nginx gets budgets it cannot
-reach from one address (the environment: EDGE_APP_RATE, ...), the second stack its defaults.
+reach from one address (the environment: EDGE_APP_RATE, ...) and its gunicorn a costly share
+of every thread (COSTLY_SHARE); the second stack has the defaults. --scale-only: this part alone.
 """
 
 import argparse
