@@ -29,7 +29,7 @@ class Config:
     # reads (every pooled connection's default), writes (set in their transaction), and
     # migrations and seeding (python -m svc migrate|seed). nginx's proxy_read_timeout must
     # exceed what a request can take: tests/test_deploy_static.py checks it against these.
-    READ_TIMEOUT: float = 1.0
+    READ_TIMEOUT: float = 0.5
     WRITE_TIMEOUT: float = 5.0
     MIGRATE_TIMEOUT: float = 900.0
     # How many costly requests (a search, a count) one worker runs at once; the others get 503

@@ -68,4 +68,4 @@ def test_migrations_and_the_app_run_under_bounds_of_their_own(config, app):
     backend = get_backend(yoyo_url(owner))
     assert backend.execute("show statement_timeout").fetchone()[0] == "15min"
     with app.extensions["pool"].connection() as conn:  # the app's reads
-        assert conn.execute("show statement_timeout").fetchone()["statement_timeout"] == "1s"
+        assert conn.execute("show statement_timeout").fetchone()["statement_timeout"] == "500ms"

@@ -18,7 +18,7 @@ local function setting(name, default)
 end
 
 -- A few hundred uncached reads a second from one address stay well under APP_RATE; a costly
--- request may hold a PostgreSQL backend for the read bound (svc/config.py READ_TIMEOUT, 1 s),
+-- request may hold a PostgreSQL backend for the read bound (svc/config.py READ_TIMEOUT, 0.5 s),
 -- so one address gets a few of those a second.
 M.BUDGETS = {
     app = { rate = setting("EDGE_APP_RATE", 1000), burst = setting("EDGE_APP_BURST", 500) },
