@@ -6,7 +6,8 @@ from dataclasses import asdict
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cursor, db, docs, errors, health, logs, metrics, openapi, represent, tasks, transport
+from . import (budget, cursor, db, docs, errors, health, logs, metrics, openapi, represent, tasks,
+               transport)
 from .cache import Cache, make_redis
 from .config import Config
 from .janitor import Janitor
@@ -37,6 +38,7 @@ def create_app(test_config=None):
         cursor_key=cursor.key(config),
     )
     atexit.register(pool.close)
+    budget.init_app(app, config)
 
     metrics.init_app(app, app_metrics)  # first: its clock starts before the other hooks run
     app.before_request(logs.assign_request_id)

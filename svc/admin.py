@@ -11,7 +11,7 @@ from psycopg.rows import dict_row
 from yoyo import get_backend, read_migrations
 
 from .cache import Cache, make_redis
-from .db import load_queries
+from .db import bounded, load_queries
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -53,9 +53,11 @@ def yoyo_url(database_url):
 
 def migrate(config, action, rollback_all=False, out=sys.stdout):
     """Apply pending migrations (then grant the app's role its privileges), roll back the last
-    one (or all), or list their state; as the schema owner, MIGRATE_DATABASE_URL."""
-    require_owner(config.MIGRATE_DATABASE_URL)
-    backend = get_backend(yoyo_url(config.MIGRATE_DATABASE_URL))
+    one (or all), or list their state; as the schema owner, MIGRATE_DATABASE_URL, each
+    statement bounded by MIGRATE_TIMEOUT."""
+    owner_url = bounded(config.MIGRATE_DATABASE_URL, config.MIGRATE_TIMEOUT)
+    require_owner(owner_url)
+    backend = get_backend(yoyo_url(owner_url))
     migrations = read_migrations(str(MIGRATIONS_DIR))
     with backend.lock():
         if action == "apply":
@@ -64,7 +66,7 @@ def migrate(config, action, rollback_all=False, out=sys.stdout):
             print(f"applied {len(pending)} migration(s)", file=out)
             role = app_role(config)
             if role:
-                grant_app_role(config.MIGRATE_DATABASE_URL, role, backend)
+                grant_app_role(owner_url, role, backend)
                 print(f"granted {role} its privileges", file=out)
         elif action == "rollback":
             applied = backend.to_rollback(migrations)
@@ -106,10 +108,12 @@ def grant_app_role(owner_url, role, backend):
 
 
 def seed(config, count, if_empty, out=sys.stdout):
-    """Insert `count` sample tasks in one statement, then start a new generation of list pages
-    (or, with Redis away, leave that to the app's janitor, like a write of the API)."""
+    """Insert `count` sample tasks in one statement (bounded by MIGRATE_TIMEOUT), then start a
+    new generation of list pages (or, with Redis away, leave that to the app's janitor, like a
+    write of the API)."""
     queries = load_queries()
-    with psycopg.connect(config.DATABASE_URL, autocommit=True) as conn:
+    with psycopg.connect(bounded(config.DATABASE_URL, config.MIGRATE_TIMEOUT),
+                         autocommit=True) as conn:
         inserted = queries["seed_tasks"].run(conn, {"count": count, "if_empty": if_empty})
         if inserted and not Cache(make_redis(config.REDIS_URL), config.CACHE_TTL).bump():
             queries["create_cache_debt"].run(conn, {"task_id": None, "version": None})

@@ -25,6 +25,16 @@ class Config:
     DB_POOL_MIN: int = 2
     DB_POOL_MAX: int = 10
     DB_POOL_TIMEOUT: float = 2.0
+    # Seconds a statement may run before PostgreSQL cancels it (statement_timeout), by kind:
+    # reads (every pooled connection's default), writes (set in their transaction), and
+    # migrations and seeding (python -m svc migrate|seed). nginx's proxy_read_timeout must
+    # exceed what a request can take: tests/test_deploy_static.py checks it against these.
+    READ_TIMEOUT: float = 0.5
+    WRITE_TIMEOUT: float = 5.0
+    MIGRATE_TIMEOUT: float = 900.0
+    # How many costly requests (a search, a count) one worker runs at once; the others get 503
+    # at once, so they never hold every thread or pooled connection.
+    COSTLY_SHARE: int = 1
     LOG_LEVEL: str = "INFO"
     IDEMPOTENCY_TTL: int = 86_400  # seconds an Idempotency-Key's response is kept
     # Signs list cursors; the same on every app node. Empty: derived from DATABASE_URL.
@@ -84,3 +94,8 @@ class Config:
             raise ConfigError("IDEMPOTENCY_TTL must be at least 1 second")
         if self.DB_POOL_TIMEOUT <= 0:
             raise ConfigError("DB_POOL_TIMEOUT must be positive")
+        for name in ("READ_TIMEOUT", "WRITE_TIMEOUT", "MIGRATE_TIMEOUT"):
+            if not 0.001 <= getattr(self, name) <= 86_400:
+                raise ConfigError(f"{name} must be from 0.001 to 86400 seconds")
+        if not 1 <= self.COSTLY_SHARE <= self.DB_POOL_MAX:
+            raise ConfigError("need 1 <= COSTLY_SHARE <= DB_POOL_MAX")

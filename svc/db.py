@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -18,7 +19,8 @@ HEADER = re.compile(r"-- name: (?P<name>[a-z_]+) :(?P<shape>[a-z]+)\n-- (?P<doc>
 REQUIRED = ("get_task", "list_tasks", "count_tasks", "create_task", "create_tasks",
             "update_task", "delete_task", "seed_tasks", "ping_database", "can_create_tables",
             "create_cache_debt", "list_cache_debts", "delete_cache_debt", "lock_idempotency_key",
-            "get_idempotency_key", "create_idempotency_key", "delete_expired_idempotency_keys")
+            "get_idempotency_key", "create_idempotency_key", "delete_expired_idempotency_keys",
+            "set_statement_timeout", "plan_count_tasks", "count_tasks_upto")
 SLOT = re.compile(r"[a-z_]+")
 
 
@@ -97,10 +99,23 @@ def check_idle(conn):
         ConnectionPool.check_connection(conn)
 
 
+def bounded(url, seconds, **settings):
+    """`url` (a libpq URL or key=value string) whose sessions cancel any statement that runs
+    longer than `seconds` (statement_timeout) and have `settings`, all in the startup packet
+    (no round trip); the options the URL already has are kept."""
+    settings = {"statement_timeout": round(seconds * 1000), **settings}
+    options = [conninfo_to_dict(url).get("options", "")]
+    options += [f"-c {name}={value}" for name, value in settings.items()]
+    return make_conninfo(url, options=" ".join(options).strip())
+
+
 def make_pool(config):
-    """A pool of autocommit connections: each statement is its own transaction."""
+    """A pool of autocommit connections: each statement is its own transaction, and a read
+    runs for at most READ_TIMEOUT (writes raise their own bound in their transaction)."""
     return ConnectionPool(
-        config.DATABASE_URL,
+        # One core per statement: a parallel plan would let each costly request take several,
+        # and COSTLY_SHARE bound their number, not their cores.
+        bounded(config.DATABASE_URL, config.READ_TIMEOUT, max_parallel_workers_per_gather=0),
         kwargs={"row_factory": dict_row, "autocommit": True},
         min_size=config.DB_POOL_MIN,
         max_size=config.DB_POOL_MAX,

@@ -4,6 +4,7 @@ import logging
 from http import HTTPStatus
 
 import psycopg
+from psycopg.errors import QueryCanceled
 from psycopg_pool import PoolTimeout
 from flask import current_app
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -70,6 +71,16 @@ def _database_down(exc):
                    headers={"Retry-After": "2"})
 
 
+def _too_slow(exc):
+    # Cheap requests run in milliseconds and costly ones are refused up front (validation),
+    # so a statement past its bound means a busy server: retry, as for an outage.
+    log.warning("statement cancelled: %s", str(exc).strip())
+    return problem(503, "The request ran past its time bound; the server is busy. Retry after "
+                        "Retry-After seconds, or narrow the request (a longer word in q, "
+                        "done=..., a count other than count=exact).",
+                   headers={"Retry-After": "1"})
+
+
 def _conflict(exc):
     return problem(409, "The change conflicts with the stored data.")
 
@@ -90,6 +101,7 @@ def init_app(app):
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(PoolTimeout, _database_down)
     app.register_error_handler(psycopg.OperationalError, _database_down)
+    app.register_error_handler(QueryCanceled, _too_slow)
     app.register_error_handler(psycopg.IntegrityError, _conflict)
     app.register_error_handler(psycopg.DataError, _data_error)
     app.register_error_handler(Exception, _unexpected)

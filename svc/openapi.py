@@ -10,9 +10,10 @@ every operation of the methods it rate-limits. It describes the public API, the 
 from flask import Blueprint, current_app
 
 from .represent import dumps
-from .resource import (BULK_MAX, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS, MAX_BODY,
-                       MINIMAL_FIELDS, PREFER_COUNT, PREFER_MINIMAL, RATE_LIMITED_METHODS, TASK,
-                       WRITABLE)
+from .resource import (BULK_MAX, COUNT_EXACT_UPTO, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS,
+                       MAX_BODY, MINIMAL_FIELDS, PREFER_COUNT, PREFER_COUNT_ESTIMATED,
+                       PREFER_COUNT_PLANNED, PREFER_COUNTS, PREFER_MINIMAL, RATE_LIMITED_METHODS,
+                       TASK, WRITABLE)
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 
@@ -31,7 +32,8 @@ PROBLEMS = {
          "tasks are refused; or an Idempotency-Key already used for another request.",
     429: "Too many writes from this client address (nginx's rate limit); nothing changed. "
          "Retry after Retry-After seconds.",
-    503: "PostgreSQL is unreachable; retry after Retry-After seconds.",
+    503: "PostgreSQL is unreachable, a statement ran past its time bound, or the worker's share "
+         "of searches and counts is taken; retry after Retry-After seconds.",
 }
 
 
@@ -109,8 +111,8 @@ _APPLIED = {"schema": {"type": "string"},
 def _prefer(*preferences):
     """The Prefer request header, with the preferences this operation applies."""
     return {"name": "Prefer", "in": "header", "schema": {"type": "string"},
-            "description": f"RFC 7240 preferences; this operation applies {' and '.join(preferences)}"
-                           " and ignores any other.", "examples": {
+            "description": "RFC 7240 preferences; this operation applies "
+                           f"{' or '.join(preferences)} and ignores any other.", "examples": {
                 p: {"value": p} for p in preferences}}
 
 
@@ -188,14 +190,22 @@ def build(app):
                         "headers": {**_CACHED, "Link": {"description": '<next>; rel="next"',
                                                         "schema": {"type": "string"}},
                                     "X-Total-Count": {
-                                        "description": f"With Prefer: {PREFER_COUNT}: how "
-                                                       "many tasks match, on all pages.",
+                                        "description": "With Prefer: count=...: how many "
+                                                       "tasks match, on all pages; "
+                                                       "Preference-Applied says which count "
+                                                       f"it is: {PREFER_COUNT} (counted), "
+                                                       f"{PREFER_COUNT_PLANNED} (the "
+                                                       "planner's estimate). "
+                                                       f"{PREFER_COUNT_ESTIMATED} is exact up "
+                                                       f"to {COUNT_EXACT_UPTO}, planned "
+                                                       f"beyond; {PREFER_COUNT} past the "
+                                                       "read bound is planned.",
                                         "schema": {"type": "integer", "minimum": 0}},
                                     "Preference-Applied": _APPLIED},
                         "content": _json_content(_ref("schemas", "Page"))},
                 "304": {"description": "Not modified."}},
                 parameters=[_param(p) for p in LIST_PARAMS]
-                + [_IF_NONE_MATCH, _prefer(PREFER_COUNT)]),
+                + [_IF_NONE_MATCH, _prefer(*PREFER_COUNTS)]),
             "post": op("tasks.create_task", {
                 "201": {"description": "Created: the task (with its Location and ETag), or the "
                                        "array of tasks, in the body's order, ids ascending. "

@@ -77,6 +77,14 @@ class Param:
 
 
 DIRECTIONS = ("asc", "desc")
+# q is served by the pg_trgm GIN index (migrations/0005) or refused. The index finds a word's
+# tasks by its trigrams, three letters or digits in a row (pg_trgm skips other characters); a
+# word without one would make PostgreSQL read every task. So one word must have a trigram (the
+# longest such run is the anchor the index serves; the other words, short ones too, filter its
+# rows), and each word is one more ILIKE per row found: at most SEARCH_MAX_WORDS of them.
+SEARCH_LETTER = r"[^\W_]"  # Python re: a Unicode letter or digit
+SEARCH_TRIGRAM = SEARCH_LETTER + "{3}"
+SEARCH_MAX_WORDS = 8
 ORDER = Param("order", "order", "Sort by a field, ascending or descending; ties are broken by id "
               "in the same direction. Pages of any order are keyset pages: send the page's "
               "`cursor`.",
@@ -96,7 +104,10 @@ LIST_PARAMS = (
     ORDER,
     Param("q", "string", "Only tasks whose title or description contains every word of q "
           "(split at whitespace), in any order, case-insensitively; a word may be in the "
-          "title and another in the description.", max_length=200, pattern=NOT_BLANK),
+          "title and another in the description. At least one word must hold three letters "
+          "or digits in a row (the trigram index finds its tasks; shorter words filter "
+          f"them), and q holds at most {SEARCH_MAX_WORDS} words: else 400.", max_length=200,
+          pattern=NOT_BLANK),
     Param("cursor", "string", "Where the previous page ended, with everything that page was "
           "asked for (order, done, q, limit): send it alone, as the page's `cursor` (or `next`) "
           "gives it, to get the next page. Any of those parameters sent beside it must have the "
@@ -104,7 +115,14 @@ LIST_PARAMS = (
           "with 400.", max_length=CURSOR_MAX, pattern=CURSOR_PATTERN, position=True),
 )
 # The preferences (RFC 7240 Prefer header) the service applies, by the requests they change.
-PREFER_COUNT = "count=exact"  # GET /api/tasks: X-Total-Count, the matching tasks on all pages
+# GET /api/tasks: X-Total-Count, the matching tasks on all pages (Preference-Applied says which
+# count it is): exact (counted within the read bound; past it, planned), planned (the planner's
+# estimate: one EXPLAIN), estimated (exact up to COUNT_EXACT_UPTO tasks, planned beyond).
+PREFER_COUNT = "count=exact"
+PREFER_COUNT_PLANNED = "count=planned"
+PREFER_COUNT_ESTIMATED = "count=estimated"
+PREFER_COUNTS = (PREFER_COUNT, PREFER_COUNT_PLANNED, PREFER_COUNT_ESTIMATED)
+COUNT_EXACT_UPTO = 1_000
 PREFER_MINIMAL = "return=minimal"  # POST, PUT, PATCH: little or no body, Location and ETag
 # What a create with return=minimal answers per task (201 with {"id": 42}, or an array of
 # them): a body a generated client can parse, that still tells the new ids.

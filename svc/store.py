@@ -6,11 +6,13 @@ import re
 
 import psycopg
 from flask import current_app, g
+from psycopg.errors import QueryCanceled
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
-from .resource import DIRECTIONS, ORDER, WRITABLE
+from .resource import (COUNT_EXACT_UPTO, DIRECTIONS, ORDER, PREFER_COUNT, PREFER_COUNT_PLANNED,
+                       SEARCH_LETTER, WRITABLE)
 
 log = logging.getLogger(__name__)
 DEBTS_PER_PASS = 100
@@ -20,6 +22,11 @@ ORDERS = {f"{field}.{way}": {"column": sql.Identifier(field), "direction": sql.S
                              "past": sql.SQL(">" if way == "asc" else "<")}
           for field in ORDER.choices for way in DIRECTIONS}
 LIKE_SPECIAL = re.compile(r"[%_\\]")  # escaped with a backslash, LIKE's default escape
+TRIGRAM_RUN = re.compile(SEARCH_LETTER + "+")  # a run of letters and digits
+
+
+class CountTooSlow(Exception):
+    """count=exact ran past the read bound (statement_timeout)."""
 
 
 def _run(name, slots=None, prepare=None, **params):
@@ -34,11 +41,14 @@ def _run(name, slots=None, prepare=None, **params):
 
 @contextlib.contextmanager
 def transaction():
-    """Run everything the block sends through store in one transaction; the cache generations
-    its writes changed are bumped once it has committed (never before: a reader could refill
-    the cache from the old rows in between)."""
+    """Run everything the block sends through store in one transaction, whose statements may
+    run for WRITE_TIMEOUT; the cache generations its writes changed are bumped once it has
+    committed (never before: a reader could refill the cache from the old rows in between)."""
     pending = []
-    with current_app.extensions["pool"].connection() as conn, conn.transaction():
+    ext = current_app.extensions
+    timeout = f"{round(ext['config'].WRITE_TIMEOUT * 1000)}ms"
+    with ext["pool"].connection() as conn, conn.transaction():
+        ext["queries"]["set_statement_timeout"].run(conn, {"timeout": timeout})
         g.transaction = (conn, pending)
         try:
             yield
@@ -46,6 +56,15 @@ def transaction():
             del g.transaction
     for task_id, version in pending:
         _bump(task_id, version)
+
+
+def _write(name, **params):
+    """Run sql/<name>.sql as a write: in the request's transaction, else in one of its own
+    (the pooled connections' bound is the read bound)."""
+    if "transaction" in g:
+        return _run(name, **params)
+    with transaction():
+        return _run(name, **params)
 
 
 def _invalidated(task_id, version):
@@ -100,7 +119,7 @@ def save_idempotent_response(key, fingerprint, status, headers, body):
 
 def delete_expired_idempotency_keys(ttl, limit=1000):
     """Delete up to `limit` expired keys; how many went."""
-    return _run("delete_expired_idempotency_keys", ttl=ttl, limit=limit)
+    return _write("delete_expired_idempotency_keys", ttl=ttl, limit=limit)
 
 
 def database_ok():
@@ -117,13 +136,23 @@ def get_task(task_id):
     return _run("get_task", id=task_id)
 
 
+def _trigrams(word):
+    """The length of the longest run of letters and digits in `word`: pg_trgm's index finds
+    the word by the trigrams of such runs."""
+    return max(map(len, TRIGRAM_RUN.findall(word)), default=0)
+
+
 def _search(q):
     """The search parameters of list_tasks.sql and count_tasks.sql for the words of `q`: a LIKE
-    pattern per word (its %, _ and backslash taken literally), the longest as the anchor."""
+    pattern per word (its %, _ and backslash taken literally); the anchor, which the index
+    serves, is the word with the longest run of letters and digits (validation made sure one
+    has a trigram)."""
     if q is None:
         return {"patterns": None, "anchor": None}
-    patterns = ["%" + LIKE_SPECIAL.sub(r"\\\g<0>", word) + "%" for word in q.split()]
-    return {"patterns": patterns, "anchor": max(patterns, key=len)}
+    words = q.split()
+    patterns = ["%" + LIKE_SPECIAL.sub(r"\\\g<0>", word) + "%" for word in words]
+    return {"patterns": patterns, "anchor": patterns[max(range(len(words)),
+                                                         key=lambda i: _trigrams(words[i]))]}
 
 
 def list_tasks(limit, done, q, order, position):
@@ -137,21 +166,38 @@ def list_tasks(limit, done, q, order, position):
     return rows, None
 
 
-def count_tasks(done, q):
-    """How many tasks match the list's filters, on all pages."""
-    return _run("count_tasks", prepare=False, done=done, **_search(q))["total"]
+def count_tasks(done, q, how=PREFER_COUNT):
+    """How many tasks match the list's filters, on all pages: counted (count=exact; past the
+    read bound, CountTooSlow), the planner's estimate (count=planned), or counted up to
+    COUNT_EXACT_UPTO and estimated beyond (count=estimated: the count is exact if and only if
+    it is at most COUNT_EXACT_UPTO)."""
+    search = _search(q)
+    if how == PREFER_COUNT:
+        try:
+            return _run("count_tasks", prepare=False, done=done, **search)["total"]
+        except QueryCanceled:
+            raise CountTooSlow() from None
+    if how != PREFER_COUNT_PLANNED:
+        upto = COUNT_EXACT_UPTO + 1
+        total = _run("count_tasks_upto", prepare=False, done=done, upto=upto, **search)["total"]
+        if total < upto:
+            return total
+    plan = _run("plan_count_tasks", prepare=False, done=done, **search)["QUERY PLAN"]
+    planned = round(plan[0]["Plan"]["Plan Rows"])
+    # Past the exact range, never an estimate inside it: X-Total-Count would read as exact.
+    return planned if how == PREFER_COUNT_PLANNED else max(planned, COUNT_EXACT_UPTO + 1)
 
 
 def create_task(fields):
     """Insert a task; returns the stored row."""
-    row = _run("create_task", **fields)
+    row = _write("create_task", **fields)
     _invalidated(row["id"], row["version"])
     return row
 
 
 def create_tasks(tasks):
     """Insert `tasks` (dicts of every writable field) in one statement; their rows, ids ascending."""
-    rows = _run("create_tasks", titles=[t["title"] for t in tasks],
+    rows = _write("create_tasks", titles=[t["title"] for t in tasks],
                 descriptions=[t["description"] for t in tasks], dones=[t["done"] for t in tasks])
     _invalidated(None, None)  # new ids were never cached: only the list changed
     return rows
@@ -160,7 +206,7 @@ def create_tasks(tasks):
 def update_task(task_id, fields, versions):
     """Apply `fields` (missing ones kept) if the version is in `versions` (None: any); row or None."""
     params = {**dict.fromkeys(f.name for f in WRITABLE), **fields}  # None: keep the value
-    row = _run("update_task", id=task_id, versions=versions, **params)
+    row = _write("update_task", id=task_id, versions=versions, **params)
     if row is not None:
         _invalidated(task_id, row["version"])
     return row
@@ -168,7 +214,7 @@ def update_task(task_id, fields, versions):
 
 def delete_task(task_id, versions):
     """Delete a task if the version is in `versions` (None: any); True if it was deleted."""
-    row = _run("delete_task", id=task_id, versions=versions)
+    row = _write("delete_task", id=task_id, versions=versions)
     if row is not None:
         _invalidated(task_id, row["version"] + 1)  # the version it would have had next
     return row is not None

@@ -1,15 +1,17 @@
 """The /api/tasks resource: thin handlers over validation, store, the cache and represent."""
 
+import contextlib
 from urllib.parse import quote
 
 from flask import Blueprint, current_app, request, url_for
 
-from . import represent, store, validation
+from . import budget, represent, store, validation
 from .access import requires_token
 from .cache import LIST
 from .errors import ApiError, answers
 from .idempotency import idempotent
-from .resource import PREFER_COUNT, PREFER_MINIMAL
+from .resource import (COUNT_EXACT_UPTO, PREFER_COUNT, PREFER_COUNT_ESTIMATED,
+                       PREFER_COUNT_PLANNED, PREFER_MINIMAL)
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 
@@ -29,7 +31,7 @@ def _cached(scope, loader):
 def _variant():
     """The request headers that change a cached response, as nginx's $cache_variant
     (conf/nginx/maps.conf) normalizes them: both halves of a cache key are built alike."""
-    return "count" if PREFER_COUNT in validation.preferences() else ""
+    return validation.count_preference() or ""
 
 
 def _raw_uri():
@@ -109,17 +111,33 @@ def _not_done(task_id):
     return validation.no_such_task()
 
 
-def _page(params, position, counted):
+def _page(params, position, count):
     """Load one list page as a packed response: the URL of the page after it (its signed cursor
-    alone), and the total of matching tasks if `counted`."""
-    rows, last = store.list_tasks(params["limit"], params["done"], params["q"], params["order"],
-                                  position)
-    total = store.count_tasks(params["done"], params["q"]) if counted else None
+    alone), and the total of matching tasks if a `count` (preference) is asked for. A search or
+    a count holds one of the worker's costly slots while it loads (svc/budget.py)."""
+    costly = budget.costly() if params["q"] is not None or count else contextlib.nullcontext()
+    with costly:
+        rows, last = store.list_tasks(params["limit"], params["done"], params["q"],
+                                      params["order"], position)
+        total, applied = _total(params, count) if count else (None, None)
     next_url = None
     if last is not None:
         value = represent.task(last)[params["order"].partition(".")[0]]
         next_url = url_for(".list_tasks", cursor=validation.next_cursor(params, value, last["id"]))
-    return represent.page_response(rows, next_url, total, PREFER_COUNT)
+    return represent.page_response(rows, next_url, total, applied)
+
+
+def _total(params, count):
+    """(the total of matching tasks, the count it is: Preference-Applied) for preference
+    `count`; count=exact past the read bound is the planner's estimate, and says so."""
+    try:
+        total = store.count_tasks(params["done"], params["q"], count)
+    except store.CountTooSlow:
+        count = PREFER_COUNT_PLANNED
+        total = store.count_tasks(params["done"], params["q"], count)
+    if count == PREFER_COUNT_ESTIMATED:  # exact up to its limit
+        count = PREFER_COUNT if total <= COUNT_EXACT_UPTO else PREFER_COUNT_PLANNED
+    return total, count
 
 
 @bp.get("")
@@ -128,8 +146,8 @@ def list_tasks():
     """A keyset page of tasks: filtered, searched, in any order; counted if asked."""
     params = validation.list_params(request.args)
     position = validation.position(params)
-    counted = PREFER_COUNT in validation.preferences()
-    return _answer(*_cached(LIST, lambda: _page(params, position, counted)))
+    count = validation.count_preference()
+    return _answer(*_cached(LIST, lambda: _page(params, position, count)))
 
 
 @bp.post("")

@@ -8,11 +8,13 @@ from flask import current_app, g, request
 from . import cursor
 from .errors import ApiError, Invalid
 from .resource import (BULK_MAX, DEFAULTS, DIRECTIONS, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS,
-                       MAX_BODY, NOT_BLANK, TASK, WHITESPACE, WRITABLE)
+                       MAX_BODY, NOT_BLANK, PREFER_COUNTS, SEARCH_MAX_WORDS, SEARCH_TRIGRAM, TASK,
+                       WHITESPACE, WRITABLE)
 
 ID = re.compile(r"[1-9][0-9]{0,18}")
 BLANK = re.compile(f"[{WHITESPACE}]*")
 KEY = re.compile(IDEMPOTENCY_KEY)
+TRIGRAM = re.compile(SEARCH_TRIGRAM)
 MAX_DRAIN = 2 * MAX_BODY  # the most of a rejected body read to keep its connection usable
 FIELDS = {f.name: f for f in TASK}
 WRITABLE_NAMES = ", ".join(f.name for f in WRITABLE)
@@ -205,6 +207,11 @@ def list_params(args):
                 errors.append((name, str(exc)))
     params = {name: given.get(name, param.default) for name, param in PARAMS.items()}
     params["position"] = None  # the first page
+    if given.get("q") is not None:  # a cursor's q was checked when its first page was asked for
+        try:
+            _search(given["q"])
+        except BadValue as exc:
+            errors.append(("q", str(exc)))
     if "cursor" in given:
         errors += _continue(params, given)
     elif params["after"] is not None:
@@ -233,6 +240,17 @@ def _continue(params, given):
     return [(name, f"differs from the cursor's ({_spelled(query[name])}); leave it out to "
                    "continue the listing, or start again from the first page")
             for name in query if name in given and given[name] != query[name]]
+
+
+def _search(q):
+    """BadValue unless the index can serve `q` (resource.SEARCH_TRIGRAM, SEARCH_MAX_WORDS)."""
+    words = q.split()
+    if len(words) > SEARCH_MAX_WORDS:
+        raise BadValue(f"holds {len(words)} words; give at most {SEARCH_MAX_WORDS}")
+    if not any(TRIGRAM.search(word) for word in words):
+        raise BadValue("needs a word with at least three letters or digits in a row: the search "
+                       "index cannot find shorter words, which would mean reading every task "
+                       "(shorter words may go beside such a word)")
 
 
 def position(params):
@@ -291,6 +309,11 @@ def _spelled(value):
     if value is None:
         return "none"
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def count_preference():
+    """The count the request's Prefer asks for (one of resource.PREFER_COUNTS), or None."""
+    return next((p for p in preferences() if p in PREFER_COUNTS), None)
 
 
 def preferences():

@@ -14,13 +14,28 @@ ceiling is nginx at its best), a write rate limit and burst it cannot
 reach from one address, and a 1-hour edge TTL (the edge rows cycle over entries primed once).
 Exits 1 if a check fails (a 5xx, a write acknowledged and not stored); speed never fails it.
 Not collected by pytest (no test_ prefix); tests/test_bench_smoke.py runs a short one.
+
+Then, on a second stack with the edge's budgets as deployed: the scale table (each read and
+count, straight to gunicorn, every request a miss of the app's cache, p50 ms, at each size of
+BENCH_SCALE: 100,000 and 1,000,000 rows; add 10000000 for ten million) and, at the largest size,
+the abuse row: eight ordinary clients, each on a loopback address of its own (127.0.1.1-8, one
+kept-alive connection each), read random items through nginx, alone and beside a hostile client
+on 127.0.0.2 (16 connections, nice 19) that sends short-word, counted and 40-word searches, each
+with a fresh limit (BENCH_ABUSE_SECONDS each, 5). The main stack's nginx gets budgets it cannot
+reach from one address (the environment: EDGE_APP_RATE, ...) and its gunicorn a costly share
+of every thread (COSTLY_SHARE); the second stack has the defaults. --scale-only: this part alone.
 """
 
 import argparse
+import concurrent.futures
+import http.client
 import json
 import math
+import multiprocessing
 import os
+import random
 import re
+import threading
 import runpy
 import shutil
 import signal
@@ -39,12 +54,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from svc.admin import seed  # noqa: E402
+from svc.cache import Cache, make_redis  # noqa: E402
 from svc.config import Config  # noqa: E402
 from svc.stack import Stack, free_port, wait_for  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 ROWS = int(os.environ.get("BENCH_ROWS", "100000"))
+SCALE = [int(n) for n in os.environ.get("BENCH_SCALE", "100000,1000000").split(",")]
+SCALE_SECONDS = float(os.environ.get("BENCH_SCALE_SECONDS", "1.5"))  # per row and size, at most
+ABUSE_SECONDS = float(os.environ.get("BENCH_ABUSE_SECONDS", "5"))
+# The main stack measures each layer's ceiling: its nginx gets per-client budgets no wrk run
+# from one address reaches, its gunicorn a costly share of every thread (4, GUNICORN_THREADS).
+UNLIMITED = {"EDGE_APP_RATE": "10000000", "EDGE_APP_BURST": "10000000",
+             "EDGE_COSTLY_RATE": "10000000", "EDGE_COSTLY_BURST": "10000000",
+             "COSTLY_SHARE": "4"}
 # The edge rows cycle over entries primed once, through nginx, for this long per URL shape: the
 # cycle must outlast the micro-cache (1 s) at the edge's rate, or it serves some.
 PRIME_SECONDS = float(os.environ.get("BENCH_PRIME_SECONDS", "45"))
@@ -358,6 +382,209 @@ class Bench:
         return rss
 
 
+# -- the scale table and the abuse row (a second stack, the edge's budgets as deployed) --------
+
+# (key, label, path or a function of the row count, Prefer): every request misses the app's
+# cache (items: random ids; pages: the list's generation is bumped before each).
+SCALE_ROWS = (
+    ("item", "item", lambda n: ITEM % random.randint(1, n), None),
+    ("first", "first page", lambda n: "/api/tasks?limit=50", None),
+    ("deep", "deep page (after = 90 %)", lambda n: PAGE % (n * 9 // 10), None),
+    ("cursor", "cursor page, title order", None, None),  # the next of the first title page
+    ("common", "search, a common word (1 in 8)", lambda n: "/api/tasks?q=review&limit=50", None),
+    ("rare", "search, a rare word", lambda n: f"/api/tasks?q={n - 1}&limit=50", None),
+    ("short", "search, a two-letter word", lambda n: "/api/tasks?q=xq&limit=50", None),
+    ("exact", "count=exact, no filter", lambda n: "/api/tasks?limit=1", "count=exact"),
+    ("planned", "count=planned, no filter", lambda n: "/api/tasks?limit=1", "count=planned"),
+    ("estimated", "count=estimated, no filter", lambda n: "/api/tasks?limit=1",
+     "count=estimated"),
+)
+
+
+def timed_gets(host, port, paths, prefer=None, seconds=SCALE_SECONDS, before=None, limit=200):
+    """GET `paths()` in turn on one kept-alive connection for up to `seconds` (at least 5,
+    at most `limit` requests; before() runs untimed ahead of each): p50 ms and the statuses."""
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    headers = {"Prefer": prefer} if prefer else {}
+    times, codes = [], Counter()
+    deadline = time.monotonic() + seconds
+    while len(times) < 5 or (time.monotonic() < deadline and len(times) < limit):
+        if before:
+            before()
+        started = time.perf_counter()
+        conn.request("GET", paths(), headers=headers)
+        response = conn.getresponse()
+        response.read()
+        times.append((time.perf_counter() - started) * 1000)
+        codes[response.status] += 1
+        applied = response.headers.get("Preference-Applied")
+    conn.close()
+    return {"p50_ms": round(statistics.median(times), 2), "n": len(times),
+            "statuses": {str(k): v for k, v in codes.items()}, "applied": applied if prefer else None}
+
+
+def scale_rows(stack, rows):
+    """One column of the scale table: every SCALE_ROWS row at `rows` tasks, straight to
+    gunicorn."""
+    cache = Cache(make_redis(stack.redis_url), 60)
+    port = stack.ports["app"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks?order=title.asc&limit=50",
+                                timeout=30) as response:
+        cursor_page = json.load(response)["next"]
+    column = {}
+    for key, _, path, prefer in SCALE_ROWS:
+        paths = (lambda: cursor_page) if key == "cursor" else (lambda p=path: p(rows))
+        before = None if key == "item" else cache.bump
+        column[key] = timed_gets("127.0.0.1", port, paths, prefer, before=before)
+    cache.client.close()
+    return column
+
+
+def _client(source, port, next_request, seconds, results, lock):
+    """One connection from `source` sending next_request() until `seconds` pass: statuses,
+    latencies and 503s without Retry-After into `results`."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    codes, slowest, latencies, bare_503 = Counter(), 0.0, [], 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        path, headers = next_request()
+        started = time.perf_counter()
+        try:
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            codes[response.status] += 1
+            bare_503 += response.status == 503 and not response.headers.get("Retry-After")
+        except (OSError, http.client.HTTPException):
+            codes["error"] += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10,
+                                              source_address=(source, 0))
+        took = time.perf_counter() - started
+        latencies.append(took)
+        slowest = max(slowest, took)
+    conn.close()
+    with lock:
+        results["statuses"].update(codes)
+        results["slowest_s"] = max(results["slowest_s"], slowest)
+        results["latencies"] += latencies
+        results["503 without Retry-After"] += bare_503
+
+
+def load(kind, port, rows, seconds):
+    """Run in a process of its own: the eight ordinary clients ("readers") or the hostile one
+    ("flood", at nice 19, 16 connections from 127.0.0.2); what they got."""
+    results = {"statuses": Counter(), "slowest_s": 0.0, "latencies": [],
+               "503 without Retry-After": 0}
+    lock = threading.Lock()
+    if kind == "readers":
+        sources = [f"127.0.1.{i}" for i in range(1, 9)]
+
+        def next_request():
+            return ITEM % random.randint(1, rows), {}
+    else:
+        os.nice(19)
+        sources = ["127.0.0.2"] * 16
+        forty = "%20".join(random.choice("abcdefghijklmnopqrstuvwxyz") * 2 for _ in range(40))
+        shapes = ("/api/tasks?q=xq&limit=", "/api/tasks?q=sample&limit=",
+                  f"/api/tasks?q={forty}&limit=")
+
+        def next_request():
+            shape = random.randrange(3)
+            return (shapes[shape] + str(random.randint(1, 500)),
+                    {"Prefer": "count=exact"} if shape == 1 else {})
+    threads = [threading.Thread(target=_client, args=(s, port, next_request, seconds, results,
+                                                      lock)) for s in sources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    latencies = sorted(results.pop("latencies")) or [0.0]
+    return {**results, "statuses": {str(k): v for k, v in results["statuses"].items()},
+            "requests": len(latencies), "rps": round(len(latencies) / seconds, 1),
+            "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
+            "over_2s": sum(t > 2 for t in latencies)}
+
+
+def abuse_row(stack, rows):
+    """The ordinary clients' random item reads through nginx alone, then beside the flood."""
+    port = stack.front(0)
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+        alone = pool.submit(load, "readers", port, rows, ABUSE_SECONDS).result()
+        readers = pool.submit(load, "readers", port, rows, ABUSE_SECONDS)
+        flood = pool.submit(load, "flood", port, rows, ABUSE_SECONDS)
+        beside, flood = readers.result(), flood.result()
+    ok = lambda r: r["statuses"].get("200", 0) / ABUSE_SECONDS  # noqa: E731
+    return {"alone": alone, "beside": beside, "flood": flood,
+            "ratio": round(ok(beside) / max(ok(alone), 1e-9), 2)}
+
+
+def scale_and_abuse(state):
+    """The scale table at each BENCH_SCALE size and the abuse row at the largest, on a stack of
+    their own whose nginx has the budgets it is deployed with."""
+    for name in UNLIMITED:
+        os.environ.pop(name, None)
+    stack = Stack(state_dir=state / "scale", http_port=free_port())
+    columns, abuse, seeded = {}, None, 0
+    try:
+        stack.up()
+        config = Config.from_env({}, DATABASE_URL=stack.database_url, REDIS_URL=stack.redis_url)
+        with psycopg.connect(stack.owner_url, autocommit=True) as conn:
+            seeded = conn.execute("select count(*) from tasks").fetchone()[0]
+            for rows in sorted(SCALE):
+                with open(os.devnull, "w") as quiet:
+                    seed(config, rows - seeded, if_empty=False, out=quiet)
+                seeded = rows
+                conn.execute("vacuum analyze tasks")  # as autovacuum would, given the time
+                columns[rows] = scale_rows(stack, rows)
+        abuse = abuse_row(stack, seeded)
+    finally:
+        stack.down()
+    return {"columns": {str(k): v for k, v in columns.items()}, "abuse": abuse,
+            "abuse_rows": seeded}
+
+
+def scale_checks(scale):
+    """What must hold: no 5xx in the table; in the flood, no 5xx but 503 with Retry-After."""
+    failed = []
+    for rows, column in scale["columns"].items():
+        for key, row in column.items():
+            if any(int(code) >= 500 for code in row["statuses"]):
+                failed.append(f"scale {rows} {key}: {row['statuses']}")
+    for name in ("alone", "beside", "flood"):
+        run = scale["abuse"][name]
+        bad = {k: v for k, v in run["statuses"].items() if k == "error" or (
+            k[0] == "5" and k != "503")}
+        if bad or run["503 without Retry-After"]:
+            failed.append(f"abuse {name}: {run['statuses']}")
+    return failed
+
+
+def report_scale(scale):
+    """The scale table and the abuse row on stdout."""
+    sizes = list(scale["columns"])
+    print(f"\nscale, straight to gunicorn, every request an app cache miss; p50 ms (statuses "
+          f"other than 200):")
+    print(f"{'request':34}" + "".join(f"{int(n):>16,}" for n in sizes))
+    for key, label, _, _ in SCALE_ROWS:
+        cells = []
+        for n in sizes:
+            row = scale["columns"][n][key]
+            other = ",".join(k for k in row["statuses"] if k != "200")
+            applied = (row["applied"] or "").removeprefix("count=")
+            cells.append(f"{row['p50_ms']:.2f}" + (f" ({other})" if other else "")
+                         + (f" [{applied}]" if applied else ""))
+        print(f"{label:34}" + "".join(f"{c:>16}" for c in cells))
+    a = scale["abuse"]
+    print(f"abuse, {scale['abuse_rows']:,} tasks, through nginx, {ABUSE_SECONDS:g} s each: "
+          f"8 clients' random item reads alone {a['alone']['rps']:.0f}/s, beside the flood "
+          f"{a['beside']['rps']:.0f}/s: {a['ratio']:.2f} x alone (target >= 0.5)")
+    f = a["flood"]
+    print(f"  the flood: {f['requests']} requests, statuses {f['statuses']}, slowest "
+          f"{f['slowest_s']:.2f} s, {f['over_2s']} over 2 s (target 0)")
+
+
 def median(values):
     return round(statistics.median(values), 2)
 
@@ -412,12 +639,23 @@ def checks(runs, writes):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="where to write the figures (default: in the state dir)")
+    parser.add_argument("--scale-only", action="store_true",
+                        help="only the scale table and the abuse row")
     options = parser.parse_args(argv)
     state = Path(tempfile.mkdtemp(prefix="tasks-svc-bench-"))
     state.chmod(0o755)  # postgres and nginx workers run as other users
     json_path = Path(options.json) if options.json else state / "bench.json"
+    if options.scale_only:
+        scale = scale_and_abuse(state)
+        json_path.write_text(json.dumps({"scale": scale}, indent=1))
+        report_scale(scale)
+        failed = scale_checks(scale)
+        for failure in failed:
+            print(f"CHECK FAILED: {failure}")
+        return 1 if failed else 0
     stack = Stack(state_dir=state, http_port=free_port())
     os.environ.setdefault("CACHE_TTL", CACHE_TTL)  # the stack's gunicorn inherits it
+    os.environ.update(UNLIMITED)  # read by the main stack's nginx as it starts
     try:
         stack.up()
         bench = Bench(stack, state)
@@ -441,10 +679,11 @@ def main(argv=None):
         rss = bench.worker_rss()
     finally:
         stack.down()
+    scale = scale_and_abuse(state)
     rows, write_rows = summarize(scenarios, runs, writes)
-    failed = checks(runs, writes)
+    failed = checks(runs, writes) + scale_checks(scale)
     figures = {"setup": setup, "rows": rows, "writes": write_rows, "worker_rss_mib": rss,
-               "checks_failed": failed}
+               "scale": scale, "checks_failed": failed}
     json_path.write_text(json.dumps(figures, indent=1))
     report(figures, json_path)
     if failed:
@@ -492,6 +731,7 @@ def report(figures, json_path):
     rss = figures["worker_rss_mib"]
     print("gunicorn worker RSS (MiB, now / peak): "
           + ", ".join(f"{r['VmRSS']:g} / {r['VmHWM']:g}" for r in rss) + " (target <= 80)")
+    report_scale(figures["scale"])
     for failure in figures["checks_failed"]:
         print(f"CHECK FAILED: {failure}")
     print("ratio: req/s over its ceiling's in the same round (median of rounds); nginx rows vs "

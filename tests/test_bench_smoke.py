@@ -15,7 +15,8 @@ pytestmark = pytest.mark.stack
 # 4,000 rows: an app-miss row measures 800 ids never asked before (half of its 40 % slice); a
 # balanced app answers over 400 misses in 0.3 s, and a walk that wrapped would meet its own hits.
 SHORT = {"BENCH_SECONDS": "0.3", "BENCH_ROUNDS": "1", "BENCH_ROWS": "4000",
-         "BENCH_PRIME_SECONDS": "0.3", "BENCH_CONNECTIONS": "8"}
+         "BENCH_PRIME_SECONDS": "0.3", "BENCH_CONNECTIONS": "8", "BENCH_SCALE": "2000",
+         "BENCH_SCALE_SECONDS": "0.05", "BENCH_ABUSE_SECONDS": "0.5"}
 # Each read row and the row it is compared with: nginx's with the static file of its shape, the
 # app's with its floor.
 CEILINGS = {"static list": "itself", "micro list": "static list", "edge list": "static list",
@@ -31,7 +32,7 @@ def bench(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "figures.json"
     result = subprocess.run([sys.executable, str(ROOT / "tests" / "bench.py"), "--json", str(path)],
                             env={**os.environ, **SHORT}, capture_output=True, text=True,
-                            timeout=120)
+                            timeout=180)
     return result.returncode, result.stdout + result.stderr, json.loads(path.read_text())
 
 
@@ -70,3 +71,16 @@ def test_every_acknowledged_write_is_stored_and_nothing_answered_5xx(bench):
 def test_worker_memory_is_reported_for_each_gunicorn_worker(bench):
     rss = bench[2]["worker_rss_mib"]
     assert len(rss) >= 1 and all(0 < r["VmRSS"] <= r["VmHWM"] for r in rss)
+
+
+def test_the_scale_table_and_the_abuse_row_are_measured_and_printed(bench):
+    status, output, figures = bench
+    scale = figures["scale"]
+    (column,) = scale["columns"].values()
+    assert all(row["p50_ms"] > 0 and row["n"] >= 5 for row in column.values())
+    assert column["short"]["statuses"] == {"400": column["short"]["n"]}  # refused, not run
+    assert column["planned"]["applied"] == "count=planned"
+    abuse = scale["abuse"]
+    assert abuse["alone"]["statuses"].get("200", 0) > 0 and abuse["ratio"] > 0
+    assert "429" in abuse["flood"]["statuses"]  # the hostile client meets its budget
+    assert "scale, straight to gunicorn" in output and "abuse, 2,000 tasks" in output

@@ -272,3 +272,16 @@ def test_nginx_compresses_what_the_app_does_with_the_same_types_threshold_and_le
     # The caches keep identity copies: their fetch from the app asks for no coding.
     app_fetch = re.search(r"location = /_app \{(.*?)\}", TEMPLATE, re.S).group(1)
     assert re.search(r'proxy_set_header Accept-Encoding\s+"";', app_fetch)
+
+
+def test_nginx_waits_for_the_app_longer_than_the_app_lets_a_request_take():
+    # The longest the app takes to answer: a wait for a pooled connection, then two statements
+    # at their bound (a page and its count; an idempotent write's claim and write). Past it
+    # the app answers itself (503), so nginx never gives up first with a 504.
+    defaults = {f.name: f.default for f in fields(Config)}
+    slowest = defaults["DB_POOL_TIMEOUT"] + 2 * max(defaults["READ_TIMEOUT"],
+                                                    defaults["WRITE_TIMEOUT"])
+    (read_timeout,) = re.findall(r"^\s*proxy_read_timeout\s+(\d+)s;", TEMPLATE, re.M)
+    assert int(read_timeout) > slowest
+    gunicorn = runpy.run_path(str(ROOT / "conf" / "gunicorn.conf.py"))
+    assert gunicorn["timeout"] > int(read_timeout)  # and gunicorn never kills it first

@@ -24,6 +24,7 @@
 -- Redis errors/timeouts never fail the request: we fall through to the app (X-Edge-Cache: MISS).
 -- Writes and other methods go to @app untouched. Both layers' outcomes are counted here
 -- (metrics.lua), so no request pays for a log-phase handler.
+local limits = require "limits"
 local lrucache = require "resty.lrucache"
 local metrics = require "metrics"
 
@@ -338,7 +339,10 @@ end
 -- it, edge, app = the layer headers of this answer }, or { status = nginx's own 502/504 } if
 -- the app gave no answer at all.
 local function from_app(edge)
-    -- Always GET, so even a HEAD leaves a complete copy.
+    -- Only if this client's budget has room (limits.lua; else its 429, or a stale copy if there
+    -- is one). Always GET, so even a HEAD leaves a complete copy.
+    local refused = limits.refuse()
+    if refused then return { status = refused } end
     local res = ngx.location.capture("/_app", { method = ngx.HTTP_GET })
     if res.status == 502 and res.body == "" then
         -- nginx's own 502: once more. A worker killed mid-request leaves several kept-alive
