@@ -29,9 +29,10 @@ def test_a_search_without_a_word_of_three_letters_or_digits_is_a_400_naming_q(cl
     response = client.get(f"/api/tasks?q={q}")
     assert response.status_code == 400
     assert response.content_type == "application/problem+json"
-    detail = response.get_json()["detail"]
-    assert detail.startswith("q needs a word with at least three letters or digits")
-    assert "index" in detail
+    (error,) = response.get_json()["errors"]
+    assert error["field"] == "q"
+    assert error["message"].startswith("needs a word with at least three letters or digits")
+    assert "index" in error["message"] and "q needs" in response.get_json()["detail"]
 
 
 def test_short_words_beside_a_long_one_filter_what_the_index_found(client):
@@ -49,8 +50,8 @@ def test_a_search_of_more_words_than_the_bound_is_a_400(client):
     assert len(client.get(f"/api/tasks?q={at_most}").get_json()["items"]) == 1
     response = client.get(f"/api/tasks?q={at_most}%20word")
     assert response.status_code == 400
-    assert response.get_json()["detail"] == (f"q holds {SEARCH_MAX_WORDS + 1} words; give at "
-                                             f"most {SEARCH_MAX_WORDS}.")
+    assert response.get_json()["errors"] == [{"field": "q", "message": (
+        f"holds {SEARCH_MAX_WORDS + 1} words; give at most {SEARCH_MAX_WORDS}")}]
 
 
 def test_the_openapi_document_states_the_search_rules(client):
