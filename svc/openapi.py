@@ -3,7 +3,7 @@
 Fields and query parameters come from resource.py, each operation's problem statuses from its
 handler's @answers, its summary from the handler's docstring; with API_TOKENS set, the bearer
 scheme and a 401 go on every handler marked @requires_token (access.py); nginx's 429 goes on
-every operation of the methods it rate-limits. It describes the public API, the routes under
+every operation (its per-client budgets, conf/nginx/limits.lua). It describes the public API, the routes under
 /api/ that nginx serves: /metrics is for the backend network, and not in it.
 """
 
@@ -12,8 +12,7 @@ from flask import Blueprint, current_app
 from .represent import dumps
 from .resource import (BULK_MAX, COUNT_EXACT_UPTO, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS,
                        MAX_BODY, MINIMAL_FIELDS, PREFER_COUNT, PREFER_COUNT_ESTIMATED,
-                       PREFER_COUNT_PLANNED, PREFER_COUNTS, PREFER_MINIMAL, RATE_LIMITED_METHODS,
-                       TASK, WRITABLE)
+                       PREFER_COUNT_PLANNED, PREFER_COUNTS, PREFER_MINIMAL, TASK, WRITABLE)
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 
@@ -30,8 +29,8 @@ PROBLEMS = {
     422: "Wrong types, unknown or read-only fields, blank or too long text, NUL characters; in a "
          f"bulk create, fields are named by index (\"[3].title\"), and 0 or over {BULK_MAX} "
          "tasks are refused; or an Idempotency-Key already used for another request.",
-    429: "Too many writes from this client address (nginx's rate limit); nothing changed. "
-         "Retry after Retry-After seconds.",
+    429: "Too many requests from this client address (nginx's budgets: writes, requests that "
+         "reach the app, searches and counts); nothing changed. Retry after Retry-After seconds.",
     503: "PostgreSQL is unreachable, a statement ran past its time bound, or the worker's share "
          "of searches and counts is taken; retry after Retry-After seconds.",
 }
@@ -147,11 +146,12 @@ def _replayable(response):
 
 
 def _rate_limited(paths):
-    """`paths` with the 429 of nginx's rate limit on every operation of its methods."""
-    limited = {m.lower() for m in RATE_LIMITED_METHODS}
+    """`paths` with nginx's 429 on every operation: any request that reaches the app counts in
+    its client's budget (conf/nginx/limits.lua), and writes in a rate of their own too."""
     for item in paths.values():
-        for method in limited & set(item):
-            item[method]["responses"]["429"] = _ref("responses", "Problem429")
+        for method, operation in item.items():
+            if method != "parameters":
+                operation["responses"]["429"] = _ref("responses", "Problem429")
     return paths
 
 
