@@ -727,7 +727,8 @@ def report(figures, json_path):
               f"{post['unanswered'] + patch['unanswered']}")
     item = next(r for r in figures["rows"] if r["key"] == "app pg item")
     print(f"uncached item GET (app, PostgreSQL): p50 {item['p50_ms']:.2f} ms, p99 "
-          f"{item['p99_ms']:.2f} ms: p99 = {item['p99_ms'] / item['p50_ms']:.1f} x p50 (target <= 5)")
+          f"{item['p99_ms']:.2f} ms: p99 = {item['p99_ms'] / max(item['p50_ms'], 1e-9):.1f} x p50 "
+          "(target <= 5)")
     rss = figures["worker_rss_mib"]
     print("gunicorn worker RSS (MiB, now / peak): "
           + ", ".join(f"{r['VmRSS']:g} / {r['VmHWM']:g}" for r in rss) + " (target <= 80)")

@@ -22,7 +22,7 @@ end
 -- so one address gets a few of those a second.
 M.BUDGETS = {
     app = { rate = setting("EDGE_APP_RATE", 1000), burst = setting("EDGE_APP_BURST", 500) },
-    costly = { rate = setting("EDGE_COSTLY_RATE", 4), burst = setting("EDGE_COSTLY_BURST", 8) },
+    costly = { rate = setting("EDGE_COSTLY_RATE", 2), burst = setting("EDGE_COSTLY_BURST", 4) },
 }
 
 local DICT = ngx.shared.limits
