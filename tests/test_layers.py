@@ -149,7 +149,7 @@ def test_redis_holds_each_cached_response_once(stack):
         for key in cached_responses(rds):
             held.setdefault(key.split(":", 3)[3], []).append(key)
         for url in [f"/api/tasks/{task_id}" for task_id in ids] + pages:
-            assert len(held[url]) == 1 and len(held["count" + url]) == 1, url
+            assert len(held[url]) == 1 and len(held["count=exact" + url]) == 1, url
         entry = rds.get(held[f"/api/tasks/{ids[0]}"][0])
         assert re.match(rb"\d+\n200\n", entry)  # "<generation>\n<status>\n<headers>\n\n<body>"
     finally:

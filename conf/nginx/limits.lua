@@ -51,9 +51,10 @@ local function full(kind)
     return nil
 end
 
--- True for a search or a count: the kinds that cost PostgreSQL the most.
+-- True for a search or a count of the list: the kinds that cost PostgreSQL the most (an item
+-- ignores both).
 local function costly()
-    return ngx.var.arg_q ~= nil or ngx.var.cache_variant ~= ""
+    return ngx.var.uri == "/api/tasks" and (ngx.var.arg_q ~= nil or ngx.var.cache_variant ~= "")
 end
 
 -- The status to answer instead of asking the app (429, Retry-After set), or nil: go ahead.
