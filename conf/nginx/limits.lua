@@ -57,12 +57,14 @@ local function costly()
     return ngx.var.uri == "/api/tasks" and (ngx.var.arg_q ~= nil or ngx.var.cache_variant ~= "")
 end
 
--- The status to answer instead of asking the app (429, Retry-After set), or nil: go ahead.
+-- The status to answer instead of asking the app (429), or nil: go ahead. Its problem carries
+-- Retry-After: 1 (maps.conf $retry_after, as every 429 of nginx's): a bucket is at most one
+-- request over, which drains within a second at any rate of 1 a second or more.
 function M.refuse()
-    local wait = (costly() and full("costly")) or full("app")
-    if not wait then return nil end
-    ngx.header["Retry-After"] = wait
-    return ngx.HTTP_TOO_MANY_REQUESTS
+    if (costly() and full("costly")) or full("app") then
+        return ngx.HTTP_TOO_MANY_REQUESTS
+    end
+    return nil
 end
 
 -- access_by_lua: end the request with 429 if it is over budget.
