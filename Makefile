@@ -39,10 +39,10 @@ deps test-deps:
 	fi
 
 up: deps venv
-	$(PY) -m svc stack up
+	$(PY) tests/stack.py up
 
 down:
-	@if [ -x $(PY) ]; then $(PY) -m svc stack down; else echo "nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(PY) tests/stack.py down; else echo "nothing to stop"; fi
 
 # Each layer against its ceiling, and the writes, on a throwaway stack (make test runs only a
 # smoke of it: tests/test_bench_smoke.py).

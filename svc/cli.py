@@ -1,4 +1,4 @@
-"""python -m svc: migrate [apply|rollback [--all]|list], seed [--count N] [--if-empty], stack."""
+"""python -m svc: migrate [apply|rollback [--all]|list], seed [--count N] [--if-empty]."""
 
 import argparse
 import sys
@@ -7,11 +7,6 @@ import psycopg
 
 from .admin import NotOwner, migrate, seed
 from .config import Config, ConfigError
-
-try:
-    from . import stack
-except ImportError:  # the app image leaves the local stack out (.dockerignore)
-    stack = None
 
 
 def _positive(text):
@@ -31,19 +26,12 @@ def parser():
     s = sub.add_parser("seed", help="insert sample tasks")
     s.add_argument("--count", type=_positive, default=20, help="how many (default 20)")
     s.add_argument("--if-empty", action="store_true", help="only if the tasks table is empty")
-    st = sub.add_parser("stack", help="start or stop the local stack without Docker")
-    st.add_argument("action", choices=("up", "down", "status"))
     return p
 
 
 def main(argv=None):
     """Entry point of python -m svc."""
     args = parser().parse_args(argv)
-    if args.command == "stack":
-        if stack is None:
-            print("error: the stack command needs a checkout of the repository", file=sys.stderr)
-            return 2
-        return stack.main(args.action)
     try:
         config = Config.from_env()
     except ConfigError as exc:

@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 from svc.admin import seed  # noqa: E402
 from svc.cache import Cache, make_redis  # noqa: E402
 from svc.config import Config  # noqa: E402
-from svc.stack import Stack, free_port, wait_for  # noqa: E402
+from stack import Stack, free_port, wait_for  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -208,14 +208,14 @@ class Bench:
 
     def __init__(self, stack, state):
         self.stack, self.state = stack, Path(state)
-        self.app = f"http://127.0.0.1:{stack.ports['app']}"
+        self.app = f"http://127.0.0.1:{stack.ports['apps'][0]}"
         self.front = stack.base_url
         self.static = None  # the static server's URL, once nginx has it
         self.walk = str(self.state / "walk.lua")
         self.writes = str(self.state / "writes.lua")
         Path(self.walk).write_text(WALK_LUA)
         Path(self.writes).write_text(WRITES_LUA)
-        self.logs = (self.state / "nginx" / "access.log", self.state / "gunicorn.log")
+        self.logs = (self.state / "nginx" / "access.log", self.state / "gunicorn" / "gunicorn.log")
         # Distinct ids per purpose: app misses (a slice per round), edge entries, fixed URLs.
         self.miss_span = max(100, int(ROWS * 0.4) // ROUNDS)
         self.edge_lo, self.edge_count = int(ROWS * 0.5) + 1, int(ROWS * 0.45)
@@ -427,7 +427,7 @@ def scale_rows(stack, rows):
     """One column of the scale table: every SCALE_ROWS row at `rows` tasks, straight to
     gunicorn."""
     cache = Cache(make_redis(stack.redis_url), 60)
-    port = stack.ports["app"]
+    port = stack.ports["apps"][0]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks?order=title.asc&limit=50",
                                 timeout=30) as response:
         cursor_page = json.load(response)["next"]

@@ -30,7 +30,7 @@ import psycopg  # noqa: E402
 from helpers import redis_fault  # noqa: E402
 from svc.admin import seed  # noqa: E402
 from svc.config import Config  # noqa: E402
-from svc.stack import Stack, free_port  # noqa: E402
+from stack import Stack, free_port  # noqa: E402
 
 TASKS = 1000
 ALLOWANCE_S = 2.0  # a micro-cache copy answers for 1 s; older data than 2 s is stale here
@@ -195,7 +195,7 @@ def hit_ratios(stack, seconds):
     """Item hit ratio of the app's cache (gunicorn direct) and of the edge (through nginx),
     without writes and with 20 writes/s over the same tasks."""
     result = {}
-    for port in (stack.ports["app"], stack.ports["http"]):  # warm both layers
+    for port in (stack.ports["apps"][0], stack.ports["http"]):  # warm both layers
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         for task in range(1, TASKS + 1):
             request(conn, "GET", f"/api/tasks/{task}")
@@ -206,7 +206,7 @@ def hit_ratios(stack, seconds):
                    for n in range(writes // 10)]
         for t in threads:
             t.start()
-        for layer, port, header in (("app", stack.ports["app"], "x-app-cache"),
+        for layer, port, header in (("app", stack.ports["apps"][0], "x-app-cache"),
                                     ("edge", stack.ports["http"], "x-edge-cache")):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             rnd, counts = random.Random(writes), Counter()

@@ -12,7 +12,7 @@ import redis
 
 from helpers import close_app, gunicorn_for, make_app
 from servers import choose, from_env_or
-from svc import stack
+import stack
 from svc.admin import migrate
 from svc.config import Config
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from svc import stack  # noqa: E402
+import stack  # noqa: E402
 from svc.admin import migrate  # noqa: E402
 from svc.config import Config  # noqa: E402
 

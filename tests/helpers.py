@@ -18,7 +18,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from svc import create_app
-from svc.stack import Stack, free_port, start_app, stop_pid, wait_for
+from stack import Stack, free_port, start_app, stop_pid, wait_for
 
 # What can happen to Redis, each undone by restarting or resuming it (see redis_fault).
 REDIS_FAULTS = ("paused", "restarted empty", "restarted with its data")

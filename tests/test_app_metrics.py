@@ -5,7 +5,7 @@ pool. Several gunicorn workers: test_gunicorn.py; the whole stack and nginx: tes
 import pytest
 
 from helpers import close_app, make_app, moved, samples
-from svc.stack import free_port
+from stack import free_port
 
 pytestmark = pytest.mark.app
 

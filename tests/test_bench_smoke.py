@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from svc.stack import ROOT
+from stack import ROOT
 
 pytestmark = pytest.mark.stack
 

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from helpers import generations
-from svc import cli, stack
+import stack
+from svc import cli
 from svc.admin import seed, yoyo_url
 
 pytestmark = pytest.mark.app

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from helpers import chromium, running_stack
-from svc.stack import free_port
+from stack import free_port
 
 pytestmark = pytest.mark.stack
 

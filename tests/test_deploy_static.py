@@ -1,5 +1,6 @@
 """compose.yaml, the Dockerfile and the nginx template, checked without a Docker engine."""
 
+import fnmatch
 import re
 import runpy
 import subprocess
@@ -10,7 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from svc import stack, transport
+import stack
+from svc import transport
 from svc.admin import MIGRATIONS_DIR
 from svc.cache import GENERATIONS
 from svc.config import Config
@@ -162,6 +164,17 @@ def test_dockerfile_copies_only_files_that_exist_and_ignores_local_state():
         assert (ROOT / source).exists(), source
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", ".stack", ".env"} <= set(ignored)
+
+
+def test_the_image_holds_every_module_of_the_checkouts_package():
+    patterns = [line for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line and not line.startswith("#")]
+    modules = [path.relative_to(ROOT).as_posix() for path in (ROOT / "svc").glob("*.py")]
+    left_out = [module for module in modules
+                if any(fnmatch.fnmatch(module, pattern.lstrip("*/")) or module.startswith(pattern)
+                       for pattern in patterns)]
+    assert modules and left_out == []
+    assert "COPY svc/ svc/" in stage("app")
 
 
 def test_both_images_run_as_a_non_root_user():

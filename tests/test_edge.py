@@ -68,7 +68,7 @@ def test_concurrent_first_reads_of_a_task_reach_the_app_once(edge):
     assert layers.count(("MISS", "MISS", "MISS")) == 1, layers
     assert set(layers) <= {("MISS", "MISS", "MISS"), ("HIT", None, None), ("MISS", "HIT", None)}
     time.sleep(0.5)  # gunicorn writes its access line after the response
-    log = (edge.dir / "gunicorn.log").read_text()
+    log = (edge.dir / "gunicorn" / "gunicorn.log").read_text()
     assert log.count(f'"path": "{url}"') == 1
 
 
@@ -244,7 +244,7 @@ def test_app_sees_the_real_client_address_once_and_ignores_spoofed_ones(edge):
     rid = f"xff-{time.monotonic_ns()}"
     call(edge, "GET", "/api/health", headers={"X-Request-ID": rid, "X-Forwarded-For": "6.6.6.6"},
          source="127.0.0.3")
-    assert access_log_line(edge.dir / "gunicorn.log", rid)["remote"] == "127.0.0.3"
+    assert access_log_line(edge.dir / "gunicorn" / "gunicorn.log", rid)["remote"] == "127.0.0.3"
 
 
 def test_server_header_hides_the_nginx_version(edge):

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from helpers import REDIS_FAULTS, close_app, make_app, redis_fault
-from svc import stack
+import stack
 
 pytestmark = pytest.mark.app
 

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from helpers import post
-from svc import stack
-from svc.stack import pid_alive
+import stack
+from stack import pid_alive
 
 pytestmark = pytest.mark.gunicorn
 

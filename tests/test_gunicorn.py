@@ -13,7 +13,7 @@ import pytest
 
 from helpers import access_log_line, gunicorn_for, raw_request, samples
 from svc.resource import CURSOR_MAX, MAX_BODY
-from svc.stack import wait_for
+from stack import wait_for
 
 pytestmark = pytest.mark.gunicorn
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from helpers import close_app, make_app
-from svc.stack import free_port
+from stack import free_port
 
 pytestmark = pytest.mark.app
 

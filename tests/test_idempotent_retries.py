@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from helpers import post
-from svc import stack
+import stack
 
 pytestmark = pytest.mark.gunicorn
 

@@ -15,7 +15,8 @@ import yaml
 from kubernetes_validate import utils as kv
 
 from conftest import close_app
-from svc import create_app, stack
+import stack
+from svc import create_app
 from svc.config import Config
 
 pytestmark = pytest.mark.static

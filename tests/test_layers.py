@@ -36,7 +36,7 @@ class Direct:
     """The stack's gunicorn as `call` sees a stack: the app's own answers, no nginx."""
 
     def __init__(self, stack):
-        self.port = stack.ports["app"]
+        self.port = stack.ports["apps"][0]
 
     def front(self, node):
         return self.port

@@ -26,7 +26,7 @@ def stack():
 def scrape(stack):
     """(the app's samples, nginx's samples): gunicorn directly, nginx's metrics listener."""
     texts = []
-    for port in (stack.ports["app"], stack.ports["metrics"][0]):
+    for port in (stack.ports["apps"][0], stack.ports["metrics"][0]):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
             texts.append(samples(response.read().decode()))

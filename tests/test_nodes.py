@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from helpers import call, moved, new_task, running_stack, samples
-from svc.stack import free_port, wait_for
+from stack import free_port, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -37,7 +37,7 @@ def nodes():
 
 def app_log_lines(stack, request_id):
     """Access-log lines of every gunicorn node that name `request_id`."""
-    logs = [stack.dir / "gunicorn.log", stack.dir / "gunicorn-1" / "gunicorn.log"]
+    logs = [stack.dir / "gunicorn" / "gunicorn.log", stack.dir / "gunicorn-1" / "gunicorn.log"]
     return [line for log in logs for line in log.read_text().splitlines() if request_id in line]
 
 

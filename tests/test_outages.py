@@ -14,7 +14,7 @@ pytestmark = pytest.mark.app
 
 
 def test_database_down_is_503_with_retry_after_quickly(config, rds):
-    from svc.stack import free_port
+    from stack import free_port
 
     app = make_app(config, DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/tasks",
                    DB_POOL_TIMEOUT="1")
@@ -75,7 +75,7 @@ def test_redis_outage_is_logged_once_not_per_request(config, provider, db, caplo
 
 def test_a_pooled_connection_postgresql_ended_while_idle_is_replaced_before_use(config, db):
     from svc.db import make_pool
-    from svc.stack import wait_for
+    from stack import wait_for
 
     pool = make_pool(config)
     try:

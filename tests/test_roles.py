@@ -6,7 +6,7 @@ import pytest
 
 from svc.admin import app_role
 from svc.config import Config
-from svc.stack import APP_ROLE
+from stack import APP_ROLE
 
 pytestmark = pytest.mark.app
 

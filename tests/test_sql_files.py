@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from svc import db, stack
+import stack
+from svc import db
 from svc.db import SQL_DIR, SqlFileError, load_queries, parse_query
 
 pytestmark = pytest.mark.static

@@ -1,4 +1,4 @@
-"""make up / make down (svc.stack): a second up changes nothing, API_TOKENS passes through from
+"""make up / make down (tests/stack.py): a second up changes nothing, API_TOKENS passes through from
 the environment, down leaves nothing running and, in the middle of a write load, loses no write
 it acknowledged."""
 
@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from helpers import call
-from svc.stack import Stack, StackError, free_port, start_app, start_postgres, stop_postgres
+from stack import Stack, StackError, free_port, start_app, start_postgres, stop_postgres
 
 pytestmark = pytest.mark.stack
 
@@ -22,7 +22,7 @@ def test_up_twice_is_a_no_op_writes_take_the_environments_token_and_down_stops_a
         monkeypatch):
     import socket
 
-    from svc.stack import pid_alive
+    from stack import pid_alive
 
     monkeypatch.setenv("API_TOKENS", TOKEN)  # as `API_TOKENS=... make up`
     stack = Stack(state_dir=Path(tempfile.mkdtemp(prefix="tasks-svc-updown-")),
@@ -83,12 +83,12 @@ def test_down_during_a_write_load_loses_no_acknowledged_write():
 
 
 def test_up_with_a_bad_setting_stops_before_starting_anything_and_names_it(monkeypatch, capsys):
-    from svc import stack as stack_module
+    import stack as stack_module
 
     monkeypatch.setenv("API_TOKENS", "short")
     monkeypatch.setenv("HTTP_PORT", str(free_port()))
     state = Path(tempfile.mkdtemp(prefix="tasks-svc-bad-"))
-    assert stack_module.main("up", state) == 1  # python -m svc stack up, as make up runs it
+    assert stack_module.main("up", state) == 1  # as make up runs it
     err = capsys.readouterr().err
     assert "API_TOKENS" in err and "Traceback" not in err
     assert not (state / "postgres").exists()  # nothing was started
@@ -116,7 +116,7 @@ def test_a_server_that_exits_while_starting_fails_at_once_with_the_reason_from_i
 
 
 def test_down_of_a_stack_that_is_not_running_says_nothing_to_stop(capsys):
-    from svc import stack as stack_module
+    import stack as stack_module
 
     assert stack_module.main("down", Path(tempfile.mkdtemp(prefix="tasks-svc-idle-"))) == 0
     assert capsys.readouterr().out.strip() == "nothing to stop"
@@ -126,7 +126,7 @@ def test_a_server_that_exited_counts_as_stopped_while_it_waits_to_be_reaped():
     import subprocess
     import sys
 
-    from svc.stack import pid_alive, stop_pid, wait_for
+    from stack import pid_alive, stop_pid, wait_for
 
     # A parent that never reaps its child: the child's zombie, as a server's is after the
     # `make up` that started it has exited, until init reaps it.

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from svc import create_app, db, stack
+import stack
+from svc import create_app, db
 from svc.db import SQL_DIR, SqlFileError
 
 pytestmark = pytest.mark.app

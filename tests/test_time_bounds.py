@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from helpers import gunicorn_for
-from svc.stack import wait_for
+from stack import wait_for
 
 pytestmark = pytest.mark.gunicorn
 

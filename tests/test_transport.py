@@ -9,7 +9,7 @@ import re
 import pytest
 
 from svc import transport
-from svc.stack import NGINX_TEMPLATE
+from stack import NGINX_TEMPLATE
 
 pytestmark = pytest.mark.app
 

@@ -1,7 +1,8 @@
 """The topology without Docker: throwaway PostgreSQL, Redis, gunicorn and nginx on loopback.
 
-`make up` / `make down` drive it through `python -m svc stack up|down`; the tests start the
-same servers through the same functions. Every process is stopped by the PID it was started
+`make up` / `make down` run this file (`python tests/stack.py up|down|status`); the tests start
+the same servers through the same functions. It is tooling for a checkout, not part of the app:
+the image holds svc/ alone. Every process is stopped by the PID it was started
 with.
 """
 
@@ -22,12 +23,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-from .admin import migrate, seed
-from .config import Config, ConfigError
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script (make up): the checkout's svc/
+    sys.path.insert(0, str(ROOT))
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
+
+from svc.admin import migrate, seed  # noqa: E402
+from svc.config import Config, ConfigError  # noqa: E402
+
 STACK_DIR = ROOT / ".stack"
 NGINX_TEMPLATE = ROOT / "conf" / "nginx" / "nginx.conf"
 NGINX_USER = "nobody"  # nginx workers' user when the master runs as root
@@ -412,7 +416,6 @@ class Stack:
 
         self.ports.update(postgres=port(), redis=port(), apps=[port() for _ in range(nodes)],
                           metrics=[port() for _ in range(nodes)])
-        self.ports["app"] = self.ports["apps"][0]
         self.ports_file.write_text(json.dumps(self.ports))
         self.secrets = {name: os.environ.get(name) or secrets.token_hex(16) for name in SECRETS}
         self.secrets_file.touch(mode=0o600)
@@ -440,7 +443,7 @@ class Stack:
             pid = start_redis(self.dir, self.ports["redis"], self.secrets["REDIS_PASSWORD"],
                               self.persistent_redis)[1]
         elif name.startswith("gunicorn"):
-            state = self.dir / name if "-" in name else self.dir  # node 0 as it always was
+            state = self.dir / name
             state.mkdir(exist_ok=True)
             pid = start_app(state, self.ports["apps"][_index(name)],
                             {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url})
@@ -485,7 +488,7 @@ def _index(name):
 
 
 def main(action, state_dir=STACK_DIR):
-    """python -m svc stack up|down|status."""
+    """make up / make down / tests/stack.py status."""
     stack = Stack(state_dir, http_port=int(os.environ.get("HTTP_PORT", "8080")),
                   nodes=int(os.environ.get("NODES", "1")),
                   cors_origins=os.environ.get("CORS_ORIGINS", ""))
@@ -510,3 +513,9 @@ def main(action, state_dir=STACK_DIR):
         print(f"up: {stack.base_url}" if stack.running() else "down")
         return 0 if stack.running() else 1
     return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in ("up", "down", "status"):
+        sys.exit("usage: python tests/stack.py up|down|status")
+    sys.exit(main(sys.argv[1]))
