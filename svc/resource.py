@@ -142,3 +142,7 @@ BULK_MAX = 1000
 # body of BULK_MAX tasks may be larger still: the limit is 1 MiB whatever the body holds (a test
 # proves the largest single task fits). nginx's client_max_body_size is the same number.
 MAX_BODY = 1024 * 1024
+# A rejected body (413) is read and dropped up to this many bytes, so that its connection can
+# carry the client's next request (validation.py); gunicorn closes a connection whose
+# Content-Length is larger (conf/gunicorn.conf.py takes this value).
+MAX_DRAIN = 2 * MAX_BODY

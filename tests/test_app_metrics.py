@@ -5,6 +5,7 @@ pool. Several gunicorn workers: test_gunicorn.py; the whole stack and nginx: tes
 import pytest
 
 from helpers import close_app, make_app, moved, samples
+from svc.db import pool as app_pool
 from svc.stack import free_port
 
 pytestmark = pytest.mark.app
@@ -71,7 +72,7 @@ def test_redis_errors_are_counted_and_each_lookup_without_redis_is_a_miss(config
 
 
 def test_pool_gauges_are_read_at_scrape_time(app, client):
-    pool = app.extensions["pool"]
+    pool = app_pool(app)
     with pool.connection():  # one connection lent out while the scrape runs
         now = scrape(client)
         size = pool.get_stats()["pool_size"]
