@@ -1,5 +1,6 @@
-"""Task rows: reads and writes of the tasks table through sql/*_task*.sql (svc/db.py runs them);
-each write invalidates the cached task and list once it has committed (svc/invalidation.py)."""
+"""Task rows: the tasks table read and written through sql/ (get_task, list_tasks, count_tasks,
+count_tasks_upto, plan_count_tasks, create_task(s), update_task, delete_task), which svc/db.py
+runs; each write invalidates the cached task and list once it has committed (invalidation.py)."""
 
 import re
 
