@@ -157,6 +157,7 @@ def init_app(app):
 
 
 def _database(app=None):
+    """The Database of `app` (default: the current app)."""
     return (app or current_app).extensions["db"]
 
 
