@@ -18,7 +18,7 @@ COPY svc/ svc/
 COPY sql/ sql/
 COPY migrations/ migrations/
 COPY conf/gunicorn.conf.py conf/
-# The Redis-side script of the cache, shared with the edge (svc/cache.py GENERATIONS).
+# The Redis-side script of the cache, shared with the edge (svc/invalidation.py GENERATIONS).
 COPY conf/nginx/generations.lua conf/nginx/
 USER app
 ENV GUNICORN_BIND=0.0.0.0:8000

@@ -11,6 +11,8 @@ from http import HTTPStatus
 from gunicorn import util
 from prometheus_client import multiprocess
 
+from svc.resource import MAX_DRAIN  # gunicorn puts its working directory on sys.path first
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
@@ -85,9 +87,8 @@ def child_exit(server, worker):
         multiprocess.mark_process_dead(worker.pid, _METRICS_DIR)
 
 
-# A body the app rejects (413) is read and dropped up to this many bytes, so the connection
-# stays usable (svc/validation.py MAX_DRAIN); beyond it, close the connection and say so.
-MAX_DRAIN = 2 * 1024 * 1024
+# A body the app rejects (413) is read and dropped up to MAX_DRAIN bytes, so the connection
+# stays usable (svc/validation.py); beyond it, close the connection and say so.
 
 
 LINGER_S = 1.0  # how long a closing connection's unread body is read and dropped

@@ -1,5 +1,6 @@
 -- name: create_cache_debt :exec
--- Remember a generation bump Redis did not take: %(task_id)s at %(version)s (null task: the list alone).
+-- Remember a generation bump Redis did not take: %(task_id)s at %(version)s
+-- (null task: the list alone).
 insert into cache_debts (
     task_id,
     version

@@ -1,5 +1,6 @@
 -- name: create_tasks :many
--- Insert one task per element of the arrays %(titles)s, %(descriptions)s, %(dones)s (equal lengths), in one statement; returns them in array order, ids ascending.
+-- Insert one task per element of the arrays %(titles)s, %(descriptions)s, %(dones)s
+-- (equal lengths), in one statement; returns them in array order, ids ascending.
 with created as (
     insert into tasks (
         title,

@@ -1,5 +1,6 @@
 -- name: delete_expired_idempotency_keys :execrows
--- Delete at most %(limit)s keys older than %(ttl)s seconds, oldest first (small batches: no long locks).
+-- Delete at most %(limit)s keys older than %(ttl)s seconds, oldest first
+-- (small batches: no long locks).
 delete from idempotency_keys
 where key in (
     select key

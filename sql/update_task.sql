@@ -1,5 +1,6 @@
 -- name: update_task :one
--- Set the given fields (null keeps the current value) if the version matches any of %(versions)s (null: any version); bumps version.
+-- Set the given fields (null keeps the current value) if the version matches any of
+-- %(versions)s (null: any version); bumps version.
 update tasks
 set
     title = coalesce(%(title)s, title),

@@ -12,6 +12,7 @@ from yoyo import get_backend, read_migrations
 
 from .cache import Cache, make_redis
 from .db import bounded, load_queries
+from .invalidation import Generations, bump_or_owe
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -115,8 +116,9 @@ def seed(config, count, if_empty, out=sys.stdout):
     with psycopg.connect(bounded(config.DATABASE_URL, config.MIGRATE_TIMEOUT),
                          autocommit=True) as conn:
         inserted = queries["seed_tasks"].run(conn, {"count": count, "if_empty": if_empty})
-        if inserted and not Cache(make_redis(config.REDIS_URL), config.CACHE_TTL).bump():
-            queries["create_cache_debt"].run(conn, {"task_id": None, "version": None})
+        if inserted:
+            generations = Generations(Cache(make_redis(config.REDIS_URL), config.CACHE_TTL))
+            bump_or_owe(generations, lambda **debt: queries["create_cache_debt"].run(conn, debt))
     print(f"inserted {inserted} task(s)" + (" (the table was not empty)" if if_empty and not
                                               inserted else ""), file=out)
     return inserted

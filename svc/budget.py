@@ -7,14 +7,15 @@ import threading
 
 from flask import current_app
 
+from .config import settings
 from .errors import ApiError
 
 RETRY_AFTER_S = 1
 
 
-def init_app(app, config):
+def init_app(app):
     """Give the worker its costly slots (one app per worker process)."""
-    app.extensions["costly"] = threading.BoundedSemaphore(config.COSTLY_SHARE)
+    app.extensions["costly"] = threading.BoundedSemaphore(settings(app).COSTLY_SHARE)
 
 
 @contextlib.contextmanager

@@ -1,30 +1,39 @@
-"""The read-through cache in Redis: per-task generations, stampede-safe, never fatal."""
+"""The read-through cache in Redis: bytes under generation-stamped keys, stampede-safe, never
+fatal. What a cached value means is the caller's (svc/represent.py packs responses); when a
+scope's generation changes is svc/invalidation.py's."""
 
 import contextlib
-import hashlib
 import logging
 import re
 import secrets
 import time
-from pathlib import Path
 
 import redis
+from flask import current_app
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .config import settings
+
 log = logging.getLogger(__name__)
 
-# The Redis-side script that bumps generations; its header documents the key names, which the
-# nginx edge (conf/nginx/edge_cache.lua) builds the same way to read the entries stored here.
-GENERATIONS = Path(__file__).resolve().parent.parent / "conf" / "nginx" / "generations.lua"
-LIST = "list"  # the scope of list pages; a task's scope is its id
-GEN_TTL_S = 86_400  # a task's generation must outlive every entry (CACHE_TTL)
 LOCK_TTL_MS = 2000  # a filler that died frees the key after this
 FILL_WAIT_S = 0.2  # how long a reader waits for another's fill before loading itself
 RETRY_AFTER_S = 1.0  # after a Redis error, skip Redis this long instead of paying a timeout per request
 RUN_ID = re.compile(rb"^run_id:(\w+)", re.M)
 # Deletes the fill lock only if it is still ours (it may have expired and been taken).
 UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def init_app(app):
+    """Give `app` its Cache on REDIS_URL, entries kept for CACHE_TTL."""
+    config = settings(app)
+    app.extensions["cache"] = Cache(make_redis(config.REDIS_URL), config.CACHE_TTL)
+
+
+def current(app=None):
+    """The Cache of `app` (default: the current app)."""
+    return (app or current_app).extensions["cache"]
 
 
 def make_redis(url):
@@ -45,8 +54,9 @@ def learn_run_id(conn):
 
 
 class Observer:
-    """What a Cache reports; this one ignores it. The app's metrics (svc/metrics.py) have the
-    same two methods and count."""
+    """What a Cache reports, and asks before it reads; this one ignores the reports and lets it
+    read. The app's metrics (svc/metrics.py) count the reports; invalidation.py's Generations
+    forbids reads while Redis may hold entries a write has not invalidated."""
 
     def lookup(self, hit):
         """A read_through answered from Redis (hit) or by its loader (miss)."""
@@ -54,24 +64,28 @@ class Observer:
     def redis_error(self):
         """A Redis command failed."""
 
+    def may_read(self):
+        """False: answer from the loader, read nothing from Redis."""
+        return True
+
 
 class Cache:
-    """Read-through caching of response bytes; any Redis error degrades to a cache miss."""
+    """Read-through caching of bytes; any Redis error degrades to a cache miss."""
 
-    def __init__(self, client, ttl, observer=None):
+    def __init__(self, client, ttl):
         self.client = client
         self.ttl = ttl
-        self.observer = observer or Observer()
+        self.observers = []  # `watch`
         self._skip_until = 0.0
-        # After a Redis error or a bump Redis did not take, this worker cannot vouch for what
-        # Redis holds: it reads nothing from it until the janitor has found no unpaid bump.
-        self.suspect = False
         self._unlock = client.register_script(UNLOCK)
-        self._script = GENERATIONS.read_text()
-        self._sha = hashlib.sha1(self._script.encode()).hexdigest()
+
+    def watch(self, observer):
+        """Report to `observer` too, and ask it before each read."""
+        self.observers.append(observer)
 
     def read_through(self, scope, what, ttl, loader):
-        """Return (bytes, hit): the cached value of `what` in `scope` (a task id or LIST), else
+        """Return (bytes, hit): the cached value of `what` in `scope` (a name whose generation
+        invalidation.py bumps: a task id, or the list), else
         loader()'s, stored for `ttl` s. A loader returning None is not cached.
 
         One round trip (MGET) reads the scope's generation and the entry, which holds the
@@ -80,22 +94,23 @@ class Cache:
         write never answers after it.
         """
         value, hit = self._read_through(scope, what, ttl, loader)
-        self.observer.lookup(hit)
+        for observer in self.observers:
+            observer.lookup(hit)
         return value, hit
 
     def _read_through(self, scope, what, ttl, loader):
         """read_through's work, unreported."""
         try:
-            if self.available() and not self.suspect:
+            if self.available() and all(o.may_read() for o in self.observers):
                 key, gen, stamped = self._read(scope, what)
                 value = _current(stamped, gen)
                 if value is not None:
                     return value, True
                 result = self._fill(key, gen, ttl, loader)
-                self._recovered()
+                self.recovered()
                 return result
         except redis.RedisError as exc:
-            self._failed(exc)
+            self.failed(exc)
         return loader(), False
 
     def _read(self, scope, what):
@@ -108,7 +123,7 @@ class Cache:
             gen, stamped = conn.read_response()
             return key, gen or b"0", stamped
 
-        return self._on_connection(mget)
+        return self.on_connection(mget)
 
     def _fill(self, key, gen, ttl, loader):
         """Load and store under a short lock, so one loader runs per key at a time."""
@@ -133,41 +148,10 @@ class Cache:
                 self.client.set(key, gen + b"\n" + value, ex=ttl)
             self._unlock(keys=[lock_key], args=[token])
         except redis.RedisError as exc:
-            self._failed(exc)
+            self.failed(exc)
         return value, False
 
-    def bump(self, task_id=None, version=None, force=False):
-        """After a committed write: a new generation for the task (its version) and for the list.
-
-        Returns False if Redis did not take it; the caller must remember that (store.py records
-        it in PostgreSQL) until a later bump succeeds, or older entries would be served.
-        `force` tries even while backing off after an error.
-        """
-        if not (force or self.available()):
-            self.suspect = True
-            return False
-        try:
-            self._generations("bump", "" if task_id is None else task_id, version or 0,
-                              GEN_TTL_S)
-        except redis.RedisError as exc:
-            self._failed(exc)
-            return False
-        self._recovered()
-        return True
-
-    def _generations(self, *args):
-        """generations.lua's reply, run with the run_id of the connection it goes out on."""
-        def run(conn):
-            try:
-                conn.send_command("EVALSHA", self._sha, 0, conn.run_id, *args)
-                return conn.read_response()
-            except redis.exceptions.NoScriptError:  # flushed, or a Redis we have not used yet
-                conn.send_command("EVAL", self._script, 0, conn.run_id, *args)
-                return conn.read_response()
-
-        return self._on_connection(run)
-
-    def _on_connection(self, work):
+    def on_connection(self, work):
         """work(conn)'s result on one pooled connection, which knows the run_id of the process
         it reaches (learn_run_id): key names built from it always name the answering process,
         even across a reconnect."""
@@ -188,23 +172,25 @@ class Cache:
         try:
             self.client.ping()
         except redis.RedisError as exc:
-            self._failed(exc)
+            self.failed(exc)
             return False
-        self._recovered()
+        self.recovered()
         return True
 
     def available(self):
         """False while backing off after an error."""
         return time.monotonic() >= self._skip_until
 
-    def _failed(self, exc):
-        self.suspect = True
-        self.observer.redis_error()
+    def failed(self, exc):
+        """A Redis command failed: back off for RETRY_AFTER_S, and report it."""
+        for observer in self.observers:
+            observer.redis_error()
         if self._skip_until == 0.0:  # log the first error of an outage, not one per request
             log.warning("redis unavailable, serving from PostgreSQL: %s", exc)
         self._skip_until = time.monotonic() + RETRY_AFTER_S
 
-    def _recovered(self):
+    def recovered(self):
+        """A Redis command succeeded: stop backing off."""
         if self._skip_until:
             log.info("redis is back")
             self._skip_until = 0.0

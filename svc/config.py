@@ -2,7 +2,9 @@
 
 import os
 import re
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
+
+from flask import current_app
 
 # RFC 6750's b64token: what `Authorization: Bearer <token>` can carry.
 BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
@@ -99,3 +101,16 @@ class Config:
                 raise ConfigError(f"{name} must be from 0.001 to 86400 seconds")
         if not 1 <= self.COSTLY_SHARE <= self.DB_POOL_MAX:
             raise ConfigError("need 1 <= COSTLY_SHARE <= DB_POOL_MAX")
+
+
+def init_app(app, test_config=None):
+    """Read `app`'s settings from the environment (`test_config` overrides): typed in
+    `settings`, and as Flask's app.config."""
+    config = Config.from_env(**(test_config or {}))
+    app.config.from_mapping(asdict(config))
+    app.extensions["config"] = config
+
+
+def settings(app=None):
+    """The Config of `app` (default: the current app)."""
+    return (app or current_app).extensions["config"]

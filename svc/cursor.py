@@ -13,6 +13,9 @@ import hashlib
 import hmac
 import json
 
+from flask import current_app
+
+from .config import settings
 from .resource import LIST_PARAMS
 
 TAG_BYTES = 16
@@ -22,6 +25,16 @@ QUERY = tuple(p.name for p in LIST_PARAMS if not p.position)
 
 class BadCursor(ValueError):
     """A cursor this service did not issue (or one of an earlier version of it)."""
+
+
+def init_app(app):
+    """Give `app` its cursor key (`secret`)."""
+    app.extensions["cursor"] = key(settings(app))
+
+
+def secret(app=None):
+    """The HMAC key of `app` (default: the current app)."""
+    return (app or current_app).extensions["cursor"]
 
 
 def key(config):

@@ -1,20 +1,27 @@
-"""The SQL files in sql/ and the psycopg connection pool that runs them."""
+"""The SQL files in sql/, the psycopg connection pool that runs them, and transactions."""
 
+import atexit
+import contextlib
 import re
 import select
 import string
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+from flask import current_app, g
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .config import settings
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 SHAPES = ("one", "many", "exec", "execrows")
 RECONNECT_TIMEOUT = 5.0
-HEADER = re.compile(r"-- name: (?P<name>[a-z_]+) :(?P<shape>[a-z]+)\n-- (?P<doc>\S.*)\n")
+# `-- name: <stem> :<shape>`, then its doc: one or more `-- ` lines (aiosql's convention).
+HEADER = re.compile(r"-- name: (?P<name>[a-z_]+) :(?P<shape>[a-z]+)\n(?P<doc>(?:-- \S.*\n)+)")
 # Every query the code runs; start-up fails if one is missing.
 REQUIRED = ("get_task", "list_tasks", "count_tasks", "create_task", "create_tasks",
             "update_task", "delete_task", "seed_tasks", "ping_database", "can_create_tables",
@@ -64,7 +71,7 @@ def parse_query(path):
     text = path.read_text(encoding="utf-8")
     m = HEADER.match(text)
     if not m:
-        raise SqlFileError(f"{path.name}: must start with '-- name: <stem> :<shape>' and a doc line")
+        raise SqlFileError(f"{path.name}: must start with '-- name: <stem> :<shape>' and doc lines")
     if m["name"] != path.stem:
         raise SqlFileError(f"{path.name}: header names {m['name']!r}, not {path.stem!r}")
     if m["shape"] not in SHAPES:
@@ -76,7 +83,8 @@ def parse_query(path):
     bad = sorted(name for name in slots if not SLOT.fullmatch(name))
     if bad:
         raise SqlFileError(f"{path.name}: slots are {{lower_case}} names, not {bad}")
-    return Query(m["name"], m["shape"], m["doc"], body, frozenset(slots))
+    doc = " ".join(line.removeprefix("-- ") for line in m["doc"].splitlines())
+    return Query(m["name"], m["shape"], doc, body, frozenset(slots))
 
 
 def load_queries(sql_dir=None):
@@ -128,3 +136,92 @@ def make_pool(config):
         name="tasks",
         open=True,
     )
+
+
+@dataclass(frozen=True)
+class Database:
+    """What an app runs its SQL with: the loaded statements, the pool, the writes' bound."""
+
+    queries: dict
+    pool: ConnectionPool
+    write_timeout: float
+
+
+def init_app(app):
+    """Load sql/ (a missing or malformed file stops start-up here) and open the pool, here in
+    the worker after gunicorn forks: a pool must not cross a fork. It closes at exit."""
+    config = settings(app)
+    database = Database(load_queries(), make_pool(config), config.WRITE_TIMEOUT)
+    app.extensions["db"] = database
+    atexit.register(database.pool.close)
+
+
+def _database(app=None):
+    """The Database of `app` (default: the current app)."""
+    return (app or current_app).extensions["db"]
+
+
+def pool(app=None):
+    """The connection pool of `app` (default: the current app)."""
+    return _database(app).pool
+
+
+def queries(app=None):
+    """The statements of sql/ by name, as `app` (default: the current app) loaded them."""
+    return _database(app).queries
+
+
+def run(name, slots=None, prepare=None, **params):
+    """Run sql/<name>.sql with `params`: in the request's transaction if one is open, else on a
+    pooled connection of its own (one statement, one transaction)."""
+    database = _database()
+    query = database.queries[name]
+    if "transaction" in g:
+        return query.run(g.transaction[0], params, slots, prepare)
+    with database.pool.connection() as conn:
+        return query.run(conn, params, slots, prepare)
+
+
+@contextlib.contextmanager
+def transaction():
+    """Run every statement the block sends through `run` in one transaction, whose statements
+    may run for WRITE_TIMEOUT; what the block left to `after_commit` runs once it has committed."""
+    database = _database()
+    pending = []
+    timeout = f"{round(database.write_timeout * 1000)}ms"
+    with database.pool.connection() as conn, conn.transaction():
+        database.queries["set_statement_timeout"].run(conn, {"timeout": timeout})
+        g.transaction = (conn, pending)
+        try:
+            yield
+        finally:
+            del g.transaction
+    for work in pending:
+        work()
+
+
+def write(name, **params):
+    """Run sql/<name>.sql as a write: in the request's transaction, else in one of its own
+    (the pooled connections' bound is the read bound)."""
+    if "transaction" in g:
+        return run(name, **params)
+    with transaction():
+        return run(name, **params)
+
+
+def after_commit(work):
+    """Call work() once the request's transaction has committed (never before: a reader could
+    see the old rows in between), or now when none is open."""
+    if "transaction" in g:
+        g.transaction[1].append(work)
+    else:
+        work()
+
+
+def reachable():
+    """True if PostgreSQL answers a round trip within the pool timeout."""
+    try:
+        run("ping_database")
+    except (PoolTimeout, psycopg.Error):
+        return False
+    return True

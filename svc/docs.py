@@ -36,6 +36,11 @@ INIT = ("window.ui = SwaggerUIBundle(Object.assign({config}, "
         "{{presets: [SwaggerUIBundle.presets.apis], layout: 'BaseLayout'}}));")
 
 
+def init_app(app):
+    """Serve Swagger UI and its assets."""
+    app.register_blueprint(bp)
+
+
 def _sha256(text):
     return base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 

@@ -34,6 +34,11 @@ class Invalid(ApiError):
         super().__init__(422, detail, errors=[{"field": f, "message": m} for f, m in errors])
 
 
+def no_such_task():
+    """The 404 for an id that names no task."""
+    return ApiError(404, "No task has this id.")
+
+
 def answers(*statuses):
     """Declare the problem statuses a handler can answer; openapi.py documents exactly these."""
     def declare(view):

@@ -1,17 +1,22 @@
 """Probes, never cached: GET /api/health (readiness, a status report), GET /api/live (liveness)."""
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
-from . import store
+from . import cache, db
 
 bp = Blueprint("health", __name__, url_prefix="/api")
+
+
+def init_app(app):
+    """Serve the probes."""
+    app.register_blueprint(bp)
 
 
 @bp.get("/health")
 def health():
     """Status of the app, PostgreSQL and Redis: ok, degraded (no Redis) or down (503)."""
-    postgres = store.database_ok()
-    redis = current_app.extensions["cache"].ping()
+    postgres = db.reachable()
+    redis = cache.current().ping()
     status = ("ok" if redis else "degraded") if postgres else "down"
     body = {"status": status, "postgres": "ok" if postgres else "down",
             "redis": "ok" if redis else "down"}

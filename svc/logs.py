@@ -10,6 +10,8 @@ import uuid
 from flask import g, has_request_context, request
 from gunicorn.glogging import Logger as GunicornLogger
 
+from .config import settings
+
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # anything else is replaced, not echoed
 
 
@@ -41,6 +43,13 @@ def configure(level):
     root.handlers[:] = [h for h in root.handlers if not isinstance(h.formatter, JsonFormatter)]
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+def init_app(app):
+    """Log as JSON at LOG_LEVEL; give every request an id, echoed in X-Request-ID."""
+    configure(settings(app).LOG_LEVEL)
+    app.before_request(assign_request_id)
+    app.after_request(echo_request_id)
 
 
 def assign_request_id():

@@ -15,7 +15,8 @@ from flask import Blueprint, current_app, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 from prometheus_client.exposition import choose_encoder
 
-from .config import ConfigError
+from . import cache, db
+from .config import ConfigError, settings
 
 bp = Blueprint("metrics", __name__)
 
@@ -26,7 +27,7 @@ POOL_EVERY_S = 1.0  # how often a worker writes its pool's figures (multiprocess
 SCRAPE_TRIES = 5  # a scrape that meets a worker file being created tries again
 
 
-class Metrics:
+class Metrics(cache.Observer):
     """The app's metrics in a registry of their own. Also what the Cache reports to."""
 
     def __init__(self, multiproc_dir=""):
@@ -114,11 +115,15 @@ def _check_mode(multiproc_dir):
                           "process starts")
 
 
-def init_app(app, metrics):
-    """Time and count every request by method, route template and status."""
+def init_app(app):
+    """Time and count every request by method, route template and status; count the cache's
+    lookups and Redis errors; watch the pool; serve GET /metrics."""
+    app.extensions["metrics"] = metrics = Metrics(settings(app).PROMETHEUS_MULTIPROC_DIR)
     app.before_request(_start)
     app.after_request(_record)
-    metrics.watch_pool(app.extensions["pool"])
+    metrics.watch_pool(db.pool(app))
+    cache.current(app).watch(metrics)
+    app.register_blueprint(bp)
 
 
 def _start():
@@ -143,7 +148,7 @@ def _record(response):
 def get_metrics():
     """Prometheus metrics of every worker (for the backend network: nginx does not serve it)."""
     metrics = current_app.extensions["metrics"]
-    metrics.observe_pool(current_app.extensions["pool"])
+    metrics.observe_pool(db.pool())
     body, content_type = metrics.exposition(request.headers.get("Accept"))
     return current_app.response_class(body, content_type=content_type,
                                       headers={"Cache-Control": "no-store"})

@@ -2,13 +2,14 @@
 
 Fields and query parameters come from resource.py, each operation's problem statuses from its
 handler's @answers, its summary from the handler's docstring; with API_TOKENS set, the bearer
-scheme and a 401 go on every handler marked @requires_token (access.py); nginx's 429 goes on
+scheme and a 401 go on every handler marked @requires_token (tokens.py); nginx's 429 goes on
 every operation (its per-client budgets, conf/nginx/limits.lua). It describes the public API, the routes under
 /api/ that nginx serves: /metrics is for the backend network, and not in it.
 """
 
 from flask import Blueprint, current_app
 
+from . import tokens
 from .represent import dumps
 from .resource import (BULK_MAX, COUNT_EXACT_UPTO, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS,
                        MAX_BODY, MINIMAL_FIELDS, PREFER_COUNT, PREFER_COUNT_ESTIMATED,
@@ -157,12 +158,12 @@ def _rate_limited(paths):
 
 def build(app):
     """The OpenAPI document of `app`'s routes, as a dict."""
-    tokens = bool(app.extensions["api_tokens"])
+    secured = bool(tokens.configured(app))
 
     def op(endpoint, responses, **spec):
         view = app.view_functions[endpoint]
         statuses = getattr(view, "problem_statuses", ())
-        if tokens and getattr(view, "requires_token", False):
+        if secured and getattr(view, "requires_token", False):
             statuses = (401, *statuses)
             spec["security"] = [{"bearerToken": []}]
         problems = {str(s): _ref("responses", f"Problem{s}") for s in statuses}
@@ -314,7 +315,7 @@ def build(app):
             **({"securitySchemes": {"bearerToken": {
                 "type": "http", "scheme": "bearer",
                 "description": "One of the tokens in the server's API_TOKENS; writes only."}}}
-               if tokens else {}),
+               if secured else {}),
         },
     }
 
@@ -322,5 +323,15 @@ def build(app):
 @bp.get("/openapi.json")
 def openapi():
     """This document."""
-    return current_app.response_class(current_app.extensions["openapi"],
-                                      mimetype="application/json")
+    return current_app.response_class(document(), mimetype="application/json")
+
+
+def init_app(app):
+    """Serve the document of every route registered so far (so: last), built once."""
+    app.register_blueprint(bp)
+    app.extensions["openapi"] = dumps(build(app))
+
+
+def document(app=None):
+    """The OpenAPI document of `app` (default: the current app), as JSON bytes."""
+    return (app or current_app).extensions["openapi"]

@@ -140,5 +140,11 @@ BULK_MAX = 1000
 # The largest schema-valid single task is every text field at its maximum length in characters
 # that JSON escapes as a surrogate pair (12 bytes, \\uXXXX\\uXXXX): about 122,500 bytes. A bulk
 # body of BULK_MAX tasks may be larger still: the limit is 1 MiB whatever the body holds (a test
-# proves the largest single task fits). nginx's client_max_body_size is the same number.
+# proves the largest single task fits). nginx spells the same number (client_max_body_size and
+# client_body_buffer_size in conf/nginx/nginx.conf, the 413 detail in maps.conf), since the edge
+# image has no Python to render it from here; tests/test_deploy_static.py checks each.
 MAX_BODY = 1024 * 1024
+# A rejected body (413) is read and dropped up to this many bytes, so that its connection can
+# carry the client's next request (validation.py); gunicorn closes a connection whose
+# Content-Length is larger (conf/gunicorn.conf.py takes this value).
+MAX_DRAIN = 2 * MAX_BODY

@@ -5,15 +5,20 @@ from urllib.parse import quote
 
 from flask import Blueprint, current_app, request, url_for
 
-from . import budget, represent, store, validation
-from .access import requires_token
-from .cache import LIST
-from .errors import ApiError, answers
+from . import budget, cache, represent, store, validation
+from .errors import ApiError, answers, no_such_task
 from .idempotency import idempotent
+from .invalidation import LIST
 from .resource import (COUNT_EXACT_UPTO, PREFER_COUNT, PREFER_COUNT_ESTIMATED,
                        PREFER_COUNT_PLANNED, PREFER_MINIMAL)
+from .tokens import requires_token
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
+
+
+def init_app(app):
+    """Serve /api/tasks."""
+    app.register_blueprint(bp)
 
 
 def _json(body, status=200, headers=None):
@@ -24,8 +29,8 @@ def _json(body, status=200, headers=None):
 def _cached(scope, loader):
     """The packed response (or None) and whether it came from the app's cache, for this request
     in `scope` (a task id or LIST); loader() builds it on a miss."""
-    cache = current_app.extensions["cache"]
-    return cache.read_through(scope, _variant() + _raw_uri(), cache.ttl, loader)
+    entries = cache.current()
+    return entries.read_through(scope, _variant() + _raw_uri(), entries.ttl, loader)
 
 
 def _variant():
@@ -108,7 +113,7 @@ def _not_done(task_id):
         return ApiError(412, "The task has changed since you read it (If-Match does not match); "
                              "retry with the ETag of this answer, or GET it again.",
                         headers={"ETag": represent.etag(row)})
-    return validation.no_such_task()
+    return no_such_task()
 
 
 def _page(params, position, count):
@@ -174,7 +179,7 @@ def get_task(raw_id):
     task_id = validation.task_id(raw_id)
     packed, hit = _cached(str(task_id), lambda: represent.task_response(store.get_task(task_id)))
     if packed is None:
-        raise validation.no_such_task()
+        raise no_such_task()
     return _answer(packed, hit)
 
 

@@ -3,28 +3,21 @@
 import json
 import re
 
-from flask import current_app, g, request
+from flask import g, request
 
 from . import cursor
-from .errors import ApiError, Invalid
+from .errors import ApiError, Invalid, no_such_task
 from .resource import (BULK_MAX, DEFAULTS, DIRECTIONS, IDEMPOTENCY_KEY, INT64_MAX, LIST_PARAMS,
-                       MAX_BODY, NOT_BLANK, PREFER_COUNTS, SEARCH_MAX_WORDS, SEARCH_TRIGRAM, TASK,
-                       WHITESPACE, WRITABLE)
+                       MAX_BODY, MAX_DRAIN, NOT_BLANK, PREFER_COUNTS, SEARCH_MAX_WORDS,
+                       SEARCH_TRIGRAM, TASK, WHITESPACE, WRITABLE)
 
 ID = re.compile(r"[1-9][0-9]{0,18}")
 BLANK = re.compile(f"[{WHITESPACE}]*")
 KEY = re.compile(IDEMPOTENCY_KEY)
 TRIGRAM = re.compile(SEARCH_TRIGRAM)
-MAX_DRAIN = 2 * MAX_BODY  # the most of a rejected body read to keep its connection usable
 FIELDS = {f.name: f for f in TASK}
 WRITABLE_NAMES = ", ".join(f.name for f in WRITABLE)
 PARAMS = {p.name: p for p in LIST_PARAMS}
-DEFAULTS_BUT_LIMIT = {p.name: p.default for p in LIST_PARAMS if p.name != "limit"}
-
-
-def no_such_task():
-    """The 404 for an id that names no task."""
-    return ApiError(404, "No task has this id.")
 
 
 def _too_large():
@@ -232,8 +225,7 @@ def _continue(params, given):
     if params["after"] is not None:
         return [("after", "give after or cursor, not both")]
     try:
-        query, value, row_id = cursor.decode(current_app.extensions["cursor_key"],
-                                             given["cursor"])
+        query, value, row_id = cursor.decode(cursor.secret(), given["cursor"])
     except cursor.BadCursor as exc:
         return [("cursor", f"{exc}; start again from the first page")]
     params.update(query, position=(value, row_id))
@@ -262,7 +254,7 @@ def position(params):
 def next_cursor(params, value, row_id):
     """The signed cursor of the page after the one `params` asked for, which ended at the row
     (value, row_id)."""
-    return cursor.encode(current_app.extensions["cursor_key"], params, value, row_id)
+    return cursor.encode(cursor.secret(), params, value, row_id)
 
 
 def _param(param, raw):
@@ -295,13 +287,6 @@ def _order(param, raw):
         raise BadValue(f"needs a direction after the field: {param.name}={field}.asc or "
                        f"{param.name}={field}.desc")
     return raw
-
-
-def query_args(params):
-    """Clean list parameters back into query-string values (the inverse of list_params);
-    defaults are left out, but the limit."""
-    return {name: _spelled(value) for name, value in params.items()
-            if name in PARAMS and value is not None and value != DEFAULTS_BUT_LIMIT.get(name)}
 
 
 def _spelled(value):

@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from svc.admin import seed  # noqa: E402
 from svc.cache import Cache, make_redis  # noqa: E402
+from svc.invalidation import Generations  # noqa: E402
 from svc.config import Config  # noqa: E402
 from stack import Stack, free_port, wait_for  # noqa: E402
 
@@ -427,6 +428,7 @@ def scale_rows(stack, rows):
     """One column of the scale table: every SCALE_ROWS row at `rows` tasks, straight to
     gunicorn."""
     cache = Cache(make_redis(stack.redis_url), 60)
+    generations = Generations(cache)
     port = stack.ports["apps"][0]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks?order=title.asc&limit=50",
                                 timeout=30) as response:
@@ -434,7 +436,7 @@ def scale_rows(stack, rows):
     column = {}
     for key, _, path, prefer in SCALE_ROWS:
         paths = (lambda: cursor_page) if key == "cursor" else (lambda p=path: p(rows))
-        before = None if key == "item" else cache.bump
+        before = None if key == "item" else generations.bump
         column[key] = timed_gets("127.0.0.1", port, paths, prefer, before=before)
     cache.client.close()
     return column

@@ -15,6 +15,7 @@ from servers import choose, from_env_or
 import stack
 from svc.admin import migrate
 from svc.config import Config
+from svc.db import pool
 
 # The kinds of test declared in pytest.ini; each test has exactly one.
 KINDS = ("app", "gunicorn", "stack", "static")
@@ -76,7 +77,7 @@ def config(postgres, redis_server):
 def app(config):
     """The app under test, shared by the session."""
     application = make_app(config)
-    application.extensions["pool"].wait(timeout=10)
+    pool(application).wait(timeout=10)
     yield application
     close_app(application)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from svc import create_app
+from svc import cache, create_app, db, janitor
 from stack import Stack, free_port, start_app, stop_pid, wait_for
 
 # What can happen to Redis, each undone by restarting or resuming it (see redis_fault).
@@ -32,10 +32,9 @@ def make_app(config, **overrides):
 
 def close_app(app):
     """Stop the app's janitor, release its pool and Redis connections."""
-    app.extensions["janitor"].stop()
-    app.extensions["janitor"].join(5)
-    app.extensions["pool"].close()
-    app.extensions["redis"].close()
+    janitor.stop(app)
+    db.pool(app).close()
+    cache.current(app).client.close()
 
 
 def generations(rds, task_id=None):

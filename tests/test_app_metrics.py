@@ -6,6 +6,7 @@ import pytest
 
 from helpers import close_app, make_app, moved, samples
 from stack import free_port
+from svc.db import pool as app_pool
 
 pytestmark = pytest.mark.app
 
@@ -71,7 +72,7 @@ def test_redis_errors_are_counted_and_each_lookup_without_redis_is_a_miss(config
 
 
 def test_pool_gauges_are_read_at_scrape_time(app, client):
-    pool = app.extensions["pool"]
+    pool = app_pool(app)
     with pool.connection():  # one connection lent out while the scrape runs
         now = scrape(client)
         size = pool.get_stats()["pool_size"]

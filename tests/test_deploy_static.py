@@ -6,6 +6,7 @@ import runpy
 import subprocess
 from dataclasses import fields
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
@@ -14,11 +15,10 @@ import yaml
 import stack
 from svc import transport
 from svc.admin import MIGRATIONS_DIR
-from svc.cache import GENERATIONS
 from svc.config import Config
 from svc.db import SQL_DIR
-from svc.resource import MAX_BODY
-from svc.validation import MAX_DRAIN
+from svc.invalidation import GENERATIONS
+from svc.resource import MAX_BODY, MAX_DRAIN
 
 pytestmark = pytest.mark.static
 
@@ -266,7 +266,13 @@ def test_app_services_build_the_app_target(service):
 
 def test_gunicorn_closes_exactly_the_connections_whose_rejected_body_the_app_will_not_drain():
     conf = runpy.run_path(str(ROOT / "conf" / "gunicorn.conf.py"))
-    assert conf["MAX_DRAIN"] == MAX_DRAIN
+
+    def closes(length):
+        request = SimpleNamespace(headers=[("CONTENT-LENGTH", str(length))])
+        conf["pre_request"](None, request)
+        return getattr(request, "must_close", False)
+
+    assert not closes(MAX_DRAIN) and closes(MAX_DRAIN + 1)
 
 
 def test_the_app_scales_no_fixed_name_nor_host_port_and_nginx_names_its_service():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from svc import store
+from svc import idempotency
 
 pytestmark = pytest.mark.app
 
@@ -67,5 +67,5 @@ def test_an_expired_key_is_a_new_request_and_the_janitor_deletes_it(client, db, 
     db.execute("update idempotency_keys set created_at = now() - make_interval(secs => %s)",
                [ttl + 1])
     with app.app_context():
-        assert store.delete_expired_idempotency_keys(ttl) == 2
+        assert idempotency.delete_expired_keys(ttl) == 2
     assert db.execute("select count(*) from idempotency_keys").fetchone()[0] == 0

@@ -12,6 +12,7 @@ import pytest
 from psycopg import sql
 
 from helpers import close_app, make_app
+from svc import cursor, db as app_db, invalidation
 from svc.resource import CURSOR_MAX, CURSOR_PATTERN, ORDER
 from svc.store import ORDERS, _search
 
@@ -57,7 +58,7 @@ def test_following_next_visits_every_task_once_while_others_insert_and_delete(cl
 
     def others_write(seen):
         db.execute(EXTREMES)  # one lands before the reader's position, one after it
-        app.extensions["cache"].bump()  # as the API's writes do
+        invalidation.current(app).bump()  # as the API's writes do
         victim = next(t["id"] for t in reversed(seen) if t["id"] not in deleted)
         assert client.delete(f"/api/tasks/{victim}").status_code == 204
         deleted.add(victim)
@@ -145,7 +146,7 @@ def test_an_altered_cursor_or_one_of_an_earlier_version_is_a_400(client, db, app
     token = client.get("/api/tasks?order=title.asc&limit=2").get_json()["cursor"]
     assert client.get(f"/api/tasks?cursor={token}").status_code == 200
     payload = b'["title.asc","k01",1]'  # what the service signed before cursors held the query
-    key = app.extensions["cursor_key"]
+    key = cursor.secret(app)
     earlier = base64.urlsafe_b64encode(payload + hmac.digest(key, payload, "sha256")[:16])
     for bad, says in ((tampered(token), "altered"),
                       (earlier.rstrip(b"=").decode(), "earlier version")):
@@ -223,7 +224,7 @@ def test_search_is_served_by_the_trigram_index(app, db):
     # expression is the query's, so the planner can use it (it does on 100,000 rows).
     db.execute("set enable_seqscan = off")
     db.execute("set enable_indexscan = off")
-    text = app.extensions["queries"]["list_tasks"].text  # the statement the API runs
+    text = app_db.queries(app)["list_tasks"].text  # the statement the API runs
     explain = sql.SQL("explain (format json) " + text).format(**ORDERS["id.asc"])
     params = {"limit": 51, "after_value": None, "after_id": None, "done": None,
               **_search("c4ca4238a0b9")}  # md5('1'): one row

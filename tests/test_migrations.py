@@ -10,7 +10,7 @@ import pytest
 from yoyo import get_backend
 
 from svc.admin import MIGRATIONS_DIR, migrate, yoyo_url
-from svc.db import bounded
+from svc.db import bounded, pool
 
 # Migration ids in order: NNNN.verb-noun, from the files.
 IDS = sorted(p.name.removesuffix(".sql") for p in MIGRATIONS_DIR.glob("*.sql")
@@ -67,5 +67,5 @@ def test_migrations_and_the_app_run_under_bounds_of_their_own(config, app):
     owner = bounded(config.MIGRATE_DATABASE_URL, 900)  # what migrate connects with
     backend = get_backend(yoyo_url(owner))
     assert backend.execute("show statement_timeout").fetchone()[0] == "15min"
-    with app.extensions["pool"].connection() as conn:  # the app's reads
+    with pool(app).connection() as conn:  # the app's reads
         assert conn.execute("show statement_timeout").fetchone()["statement_timeout"] == "500ms"

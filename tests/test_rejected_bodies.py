@@ -8,8 +8,7 @@ import socket
 
 import pytest
 
-from svc.resource import MAX_BODY
-from svc.validation import MAX_DRAIN
+from svc.resource import MAX_BODY, MAX_DRAIN
 
 pytestmark = pytest.mark.gunicorn
 

@@ -7,6 +7,7 @@ import pytest
 from svc.admin import app_role
 from svc.config import Config
 from stack import APP_ROLE
+from svc.db import pool
 
 pytestmark = pytest.mark.app
 
@@ -25,7 +26,7 @@ def test_app_role_is_refused_ddl_truncate_and_migration_bookkeeping(config, stat
 def test_api_works_as_the_app_role_which_owns_nothing(client, app):
     assert client.post("/api/tasks", json={"title": "as tasks_app"}).status_code == 201
     assert client.get("/api/tasks").get_json()["items"][0]["title"] == "as tasks_app"
-    with app.extensions["pool"].connection() as conn:
+    with pool(app).connection() as conn:
         user, superuser, owned = conn.execute(
             "select current_user, rolsuper, (select count(*) from pg_class"
             " where relowner = pg_roles.oid) from pg_roles where rolname = current_user"

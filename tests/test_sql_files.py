@@ -1,6 +1,7 @@
 """The SQL files' conventions, checked without servers: sql/*.sql headers, shapes and
 placeholders; every migration in migrations/ with its rollback and depends line."""
 
+import itertools
 import re
 
 import pytest
@@ -12,12 +13,14 @@ from svc.db import SQL_DIR, SqlFileError, load_queries, parse_query
 pytestmark = pytest.mark.static
 
 
-def test_every_sql_file_has_a_header_naming_it_and_its_shape():
+def test_every_sql_file_has_a_header_naming_it_and_its_shape_then_its_doc():
     for path in sorted(SQL_DIR.glob("*.sql")):
         lines = path.read_text().splitlines()
         assert re.fullmatch(rf"-- name: {path.stem} :(one|many|exec|execrows)", lines[0]), path
-        assert lines[1].startswith("-- ") and len(lines[1]) > 10, path
-        body = "\n".join(lines[2:])
+        doc = list(itertools.takewhile(lambda line: line.startswith("-- "), lines[1:]))
+        assert doc and len(doc[0]) > 10, path
+        assert all(len(line) <= 100 for line in lines), f"{path.name}: lines of <= 100 characters"
+        body = "\n".join(lines[1 + len(doc):])
         assert not re.search(r"select\s+\*", body, re.I), f"{path.name}: explicit columns"
         # Identifier slots ({name}, filled through psycopg.sql from a whitelist) aside.
         body = re.sub(r"\{[a-z_]+\}", "", body)
@@ -27,6 +30,14 @@ def test_every_sql_file_has_a_header_naming_it_and_its_shape():
 
 def test_all_required_queries_load():
     assert set(db.REQUIRED) <= set(load_queries())
+
+
+def test_a_doc_comment_may_run_over_several_lines_and_stays_out_of_the_statement(tmp_path):
+    path = tmp_path / "get_thing.sql"
+    path.write_text("-- name: get_thing :one\n-- The thing,\n-- in two lines.\nselect 1 as one\n")
+    query = parse_query(path)
+    assert query.doc == "The thing, in two lines."
+    assert query.text == "select 1 as one"
 
 
 @pytest.mark.parametrize("text, error", [

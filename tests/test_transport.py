@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from svc import transport
 from stack import NGINX_TEMPLATE
+from svc import openapi
 
 pytestmark = pytest.mark.app
 
@@ -114,7 +114,7 @@ def nginx_list(name):
 
 
 def test_the_cors_lists_of_nginx_name_every_method_and_header_of_the_document(app):
-    document = json.loads(app.extensions["openapi"])
+    document = json.loads(openapi.document(app))
     methods, params, headers = {"HEAD"}, {"Authorization", "Content-Type"}, set()
     operations = [(method, operation) for item in document["paths"].values()
                   for method, operation in item.items() if method != "parameters"]

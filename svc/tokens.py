@@ -1,13 +1,24 @@
-"""Write access: with API_TOKENS configured, a write needs `Authorization: Bearer <token>`."""
+"""Bearer tokens: with API_TOKENS configured, a write needs `Authorization: Bearer <token>`."""
 
 import hmac
 from functools import wraps
 
 from flask import current_app, request
 
+from .config import settings
 from .errors import ApiError
 
 CHALLENGE = 'Bearer realm="tasks-svc"'
+
+
+def init_app(app):
+    """Keep API_TOKENS as bytes, for constant-time comparison."""
+    app.extensions["tokens"] = tuple(token.encode() for token in settings(app).api_tokens)
+
+
+def configured(app=None):
+    """The tokens of `app` (default: the current app), as bytes; () when writes are open."""
+    return (app or current_app).extensions["tokens"]
 
 
 def requires_token(view):
@@ -19,7 +30,7 @@ def requires_token(view):
     @wraps(view)
     def guarded(*args, **kwargs):
         """`view`, behind the token check."""
-        tokens = current_app.extensions["api_tokens"]
+        tokens = configured()
         if tokens:
             _check(tokens)
         return view(*args, **kwargs)
