@@ -14,7 +14,7 @@ from svc.resource import MAX_BODY
 
 pytestmark = pytest.mark.stack
 
-MICRO = 2.1  # a micro-cache copy answers for 1 s (edge_cache.lua): wait well past it
+MICRO = 2.1  # a micro-cache copy answers for 1 s (micro_cache.lua): wait well past it
 
 
 @pytest.fixture(scope="module")
