@@ -26,16 +26,26 @@ function M.pack(res)
     return table.concat(out, "\n") .. "\n\n" .. res.body, cookie
 end
 
--- A packed response as { status, names, values, body }.
+-- A packed response as { status, names, values, etag, body }. Plain finds, not gmatch, which
+-- LuaJIT does not compile.
 function M.parse(packed)
     local split = packed:find("\n\n", 1, true)
-    local head = packed:sub(1, split - 1)
-    local names, values = {}, {}
-    for name, value in head:gmatch("\n([^:\n]+): ([^\n]*)") do
-        names[#names + 1], values[#values + 1] = name, value
+    local eol = packed:find("\n", 1, true)
+    local response = { status = tonumber(packed:sub(1, eol - 1)), body = packed:sub(split + 2) }
+    local names, values, n = {}, {}, 0
+    while eol < split do
+        local start = eol + 1
+        local colon = packed:find(": ", start, true)
+        eol = packed:find("\n", start, true)
+        if colon and colon < eol then
+            local name, value = packed:sub(start, colon - 1), packed:sub(colon + 2, eol - 1)
+            n = n + 1
+            names[n], values[n] = name, value
+            if #name == 4 and name:lower() == "etag" then response.etag = value end
+        end
     end
-    return { status = tonumber(head:match("^%d+")), names = names, values = values,
-             body = packed:sub(split + 2) }
+    response.names, response.values = names, values
+    return response
 end
 
 -- True if If-None-Match names this ETag (weak comparison, as nginx's own check) or is "*".
@@ -58,7 +68,7 @@ function M.send(response, micro, edge, app)
     ngx.header["X-Cache-Status"] = micro
     if edge then ngx.header["X-Edge-Cache"] = edge end
     if app then ngx.header["X-App-Cache"] = app end
-    if response.status == 200 and not_modified(ngx.header["ETag"]) then
+    if response.status == 200 and not_modified(response.etag) then
         ngx.status = 304
         ngx.header["Content-Type"] = nil
         ngx.send_headers()
