@@ -3,7 +3,7 @@
 -- of the Redis process they reach, AUTH, and a second of backing off after an error.
 --
 -- connect() -> sock, run_id, pooled   (nil while backing off or when Redis fails)
--- mget_pair(sock, key1, key2) -> value1, value2   (ngx.null: no such key; nil: failed)
+-- mget(sock, keys) -> values              (ngx.null: no such key; nil: failed)
 -- release(sock, healthy, pooled)
 local M = {}
 
@@ -73,20 +73,24 @@ local function bulk_at(sock, buf, pos)
     return buf:sub(pos, pos + len - 1), buf, pos + len + 2
 end
 
--- The two values of an MGET of two keys, or nil (a failed socket, an error reply).
-function M.mget_pair(sock, key1, key2)
-    if not sock:send({ "*3\r\n$4\r\nMGET\r\n$", #key1, "\r\n", key1,
-                       "\r\n$", #key2, "\r\n", key2, "\r\n" }) then
-        return nil
+-- The values of an MGET of `keys` (ngx.null for a missing key), in their order, or nil (a failed
+-- socket, an error reply).
+function M.mget(sock, keys)
+    local n = #keys
+    local command = { "*", n + 1, "\r\n$4\r\nMGET\r\n" }
+    for i = 1, n do
+        local key = keys[i]
+        command[#command + 1] = "$" .. #key .. "\r\n" .. key .. "\r\n"
     end
+    if not sock:send(command) then return nil end
     local head, buf, pos = line_at(sock, "", 1)
-    if head ~= "*2" then return nil end
-    local first
-    first, buf, pos = bulk_at(sock, buf, pos)
-    if first == nil then return nil end
-    local second = bulk_at(sock, buf, pos)
-    if second == nil then return nil end
-    return first, second
+    if head ~= "*" .. n then return nil end
+    local values = {}
+    for i = 1, n do
+        values[i], buf, pos = bulk_at(sock, buf, pos)
+        if values[i] == nil then return nil end
+    end
+    return values
 end
 
 -- The run_id of the Redis process this worker's pooled connections reach (generations.lua names
