@@ -263,6 +263,28 @@ def test_a_write_to_one_task_leaves_the_others_cached_at_the_edge(edge):
     assert changed.header("X-Edge-Cache") == "MISS" and changed.json()["title"] == "a2"
 
 
+def test_concurrent_edge_hits_each_get_their_own_entry_under_its_own_generation(edge):
+    # A worker's lookups of one event loop round go out as one MGET (redis_cache.lua): each
+    # reader still gets its own task, and an entry whose generation moved on is a miss for its
+    # reader alone.
+    created = call(edge, "POST", "/api/tasks", json.dumps([{"title": f"many {i}"} for i in range(24)]),
+                   headers={"Content-Type": "application/json"}, source="127.0.0.4")
+    assert created.status == 201
+    tasks = created.json()
+    urls = [f"/api/tasks/{t['id']}" for t in tasks]
+    for url in urls:
+        call(edge, "GET", url)  # the app stores each entry in Redis
+    rds = redis.Redis.from_url(edge.redis_url)  # hide one entry: a newer generation
+    hidden = tasks[5]["id"]
+    rds.incr(f"tasks:{rds.info('server')['run_id']}:gen:{hidden}")
+    time.sleep(MICRO)
+    with ThreadPoolExecutor(len(urls)) as pool:
+        replies = list(pool.map(lambda url: call(edge, "GET", url), urls))
+    for task, reply in zip(tasks, replies):
+        assert reply.status == 200 and reply.json()["title"] == task["title"]
+        assert reply.header("X-Edge-Cache") == ("MISS" if task["id"] == hidden else "HIT")
+
+
 def test_counted_and_plain_pages_never_stand_in_for_each_other_in_nginx(edge):
     word = f"counted{time.monotonic_ns()}"  # a URL no other test asks for
     new_task(edge, f"edge {word}")
