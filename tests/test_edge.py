@@ -267,8 +267,9 @@ def test_concurrent_edge_hits_each_get_their_own_entry_under_its_own_generation(
     # A worker's lookups of one event loop round go out as one MGET (redis_cache.lua): each
     # reader still gets its own task, and an entry whose generation moved on is a miss for its
     # reader alone.
-    created = call(edge, "POST", "/api/tasks", json.dumps([{"title": f"many {i}"} for i in range(24)]),
-                   headers={"Content-Type": "application/json"}, source="127.0.0.4")
+    bulk = json.dumps([{"title": f"many {i}"} for i in range(24)])
+    created = call(edge, "POST", "/api/tasks", bulk, headers={"Content-Type": "application/json"},
+                   source="127.0.0.4")
     assert created.status == 201
     tasks = created.json()
     urls = [f"/api/tasks/{t['id']}" for t in tasks]

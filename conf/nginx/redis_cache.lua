@@ -16,7 +16,8 @@ local MAX_BATCH = 32  -- lookups in one MGET, at most
 local JOIN_WAIT_S = 1
 
 -- The batch this worker is gathering for its next MGET, or nil: { n, scopes, whats, results,
--- sema (once another joined) }; results[i] is the i-th lookup's answer once the MGET was read (nil: a miss).
+-- sema (once a second lookup joined) }; results[i] is the i-th lookup's answer once the MGET
+-- was read (nil: a miss).
 local gathering = nil
 
 -- The packed response of an entry read with its scope's generation, if stored under it.

@@ -3,7 +3,7 @@
 -- of the Redis process they reach, AUTH, and a second of backing off after an error.
 --
 -- connect() -> sock, run_id, pooled   (nil while backing off or when Redis fails)
--- mget(sock, keys) -> values              (ngx.null: no such key; nil: failed)
+-- mget(sock, keys) -> values         (ngx.null: no such key; nil: failed)
 -- release(sock, healthy, pooled)
 local M = {}
 
