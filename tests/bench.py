@@ -24,6 +24,10 @@ on 127.0.0.2 (16 connections, nice 19) that sends short-word, counted and 40-wor
 with a fresh limit (BENCH_ABUSE_SECONDS each, 5). The main stack's nginx gets budgets it cannot
 reach from one address (the environment: EDGE_APP_RATE, ...) and its gunicorn a costly share
 of every thread (COSTLY_SHARE); the second stack has the defaults. --scale-only: this part alone.
+
+BENCH_ONLY (row keys, comma-separated, e.g. "edge item,edge list"): only those read rows and the
+ceilings they are compared with, in the usual rounds, without the writes, the scale table and
+the abuse row; for comparing one layer before and after a change within minutes.
 """
 
 import argparse
@@ -61,18 +65,21 @@ from stack import Stack, free_port, wait_for  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-ROWS = int(os.environ.get("BENCH_ROWS", "100000"))
+ROWS = int(os.environ.get("BENCH_ROWS", "200000"))
 SCALE = [int(n) for n in os.environ.get("BENCH_SCALE", "100000,1000000").split(",")]
 SCALE_SECONDS = float(os.environ.get("BENCH_SCALE_SECONDS", "1.5"))  # per row and size, at most
 ABUSE_SECONDS = float(os.environ.get("BENCH_ABUSE_SECONDS", "5"))
+ONLY = {k.strip() for k in os.environ.get("BENCH_ONLY", "").split(",") if k.strip()}
 # The main stack measures each layer's ceiling: its nginx gets per-client budgets no wrk run
 # from one address reaches, its gunicorn a costly share of every thread (4, GUNICORN_THREADS).
 UNLIMITED = {"EDGE_APP_RATE": "10000000", "EDGE_APP_BURST": "10000000",
              "EDGE_COSTLY_RATE": "10000000", "EDGE_COSTLY_BURST": "10000000",
              "COSTLY_SHARE": "4"}
 # The edge rows cycle over entries primed once, through nginx, for this long per URL shape: the
-# cycle must outlast the micro-cache (1 s) at the edge's rate, or it serves some.
-PRIME_SECONDS = float(os.environ.get("BENCH_PRIME_SECONDS", "45"))
+# cycle must outlast the micro-cache (1 s) at the edge's rate, or it serves some. An item's edge
+# hit runs at over 50,000 a second: 60,000 items and more, of the ROWS x 0.45 the edge rows may
+# use, primed through the app at about 1,200 a second.
+PRIME_SECONDS = float(os.environ.get("BENCH_PRIME_SECONDS", "75"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 THREADS = 2
 WARM_SECONDS = min(1.0, SECONDS / 4)
@@ -605,6 +612,8 @@ def summarize(scenarios, runs, writes):
         base = runs[ceiling] if ceiling else mine
         row["ratio"] = median([m["rps"] / b["rps"] for m, b in zip(mine, base)])
         rows.append(row)
+    if not writes:
+        return rows, None
     runs_of = {"reads alone": lambda r: r["read-only"], "reads beside PATCHes":
                lambda r: r["mixed"]["reads"], "PATCHes": lambda r: r["mixed"]["writes"],
                "POST": lambda r: r["post"]}
@@ -667,12 +676,19 @@ def main(argv=None):
         bench.configure_nginx()
         bench.prime_edge()
         scenarios = bench.read_scenarios()
+        if ONLY:
+            keys = ONLY | {ceiling for key, _, ceiling, _ in scenarios if key in ONLY and ceiling}
+            unknown = ONLY - {key for key, *_ in scenarios}
+            if unknown:
+                raise SystemExit(f"BENCH_ONLY: no such row: {', '.join(sorted(unknown))}")
+            scenarios = [s for s in scenarios if s[0] in keys]
         runs = {key: [] for key, *_ in scenarios}
         by_key = {key: run for key, _, _, run in scenarios}
         for rnd in range(ROUNDS):
             for key in RUN_ORDER:
-                runs[key].append(by_key[key](rnd))
-        writes = [bench.write_round(stack.database_url) for _ in range(ROUNDS)]
+                if key in by_key:
+                    runs[key].append(by_key[key](rnd))
+        writes = [] if ONLY else [bench.write_round(stack.database_url) for _ in range(ROUNDS)]
         workers, threads, worker_class = bench.gunicorn()
         setup = {"gunicorn": f"{len(workers)} workers x {threads} threads ({worker_class})",
                  "nginx": "worker_processes auto", "cores": os.cpu_count(),
@@ -681,9 +697,9 @@ def main(argv=None):
         rss = bench.worker_rss()
     finally:
         stack.down()
-    scale = scale_and_abuse(state)
+    scale = None if ONLY else scale_and_abuse(state)
     rows, write_rows = summarize(scenarios, runs, writes)
-    failed = checks(runs, writes) + scale_checks(scale)
+    failed = checks(runs, writes) + (scale_checks(scale) if scale else [])
     figures = {"setup": setup, "rows": rows, "writes": write_rows, "worker_rss_mib": rss,
                "scale": scale, "checks_failed": failed}
     json_path.write_text(json.dumps(figures, indent=1))
@@ -714,6 +730,17 @@ def report(figures, json_path):
             flag += "  <- micro-cache hits: raise BENCH_PRIME_SECONDS"
         print(f"{r['scenario']:42} {r['rps']:8.0f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f} "
               f"{r['ratio']:6.2f}  {r['vs']:9} {mix}{flag}")
+    if figures["writes"]:
+        report_writes_and_scale(figures)
+    for failure in figures["checks_failed"]:
+        print(f"CHECK FAILED: {failure}")
+    print("ratio: req/s over its ceiling's in the same round (median of rounds); nginx rows vs "
+          "the static file, app rows vs the app floor.")
+    print(f"JSON: {json_path}")
+
+
+def report_writes_and_scale(figures):
+    """The writes, the app's miss latency, gunicorn's memory and the scale table on stdout."""
     w = figures["writes"]
     print(f"writes through nginx, random items of those primed; {CONNECTIONS} connections, "
           f"10 % of them PATCH beside the readers:")
@@ -735,11 +762,6 @@ def report(figures, json_path):
     print("gunicorn worker RSS (MiB, now / peak): "
           + ", ".join(f"{r['VmRSS']:g} / {r['VmHWM']:g}" for r in rss) + " (target <= 80)")
     report_scale(figures["scale"])
-    for failure in figures["checks_failed"]:
-        print(f"CHECK FAILED: {failure}")
-    print("ratio: req/s over its ceiling's in the same round (median of rounds); nginx rows vs "
-          "the static file, app rows vs the app floor.")
-    print(f"JSON: {json_path}")
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ def test_redis_asks_everyone_for_the_one_password_which_nginx_never_renders():
         assert url.password == password and not url.username
     assert compose_value(SERVICES["nginx"]["environment"]["REDIS_PASSWORD"]) == password
     assert "REDIS_PASSWORD" in NGINX_ENV and "REDIS_PASSWORD" not in TEMPLATE_VARS
-    lua = (stack.NGINX_TEMPLATE.parent / "edge_cache.lua").read_text()
+    lua = (stack.NGINX_TEMPLATE.parent / "redis_client.lua").read_text()
     assert 'os.getenv("REDIS_PASSWORD")' in lua
 
 

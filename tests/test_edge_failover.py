@@ -14,7 +14,7 @@ from helpers import REDIS_FAULTS, cached_responses, call, new_task, redis_fault,
 
 pytestmark = pytest.mark.stack
 
-MICRO = 2.1  # a micro-cache copy answers for 1 s (edge_cache.lua): wait well past it
+MICRO = 2.1  # a micro-cache copy answers for 1 s (micro_cache.lua): wait well past it
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from helpers import call, new_task, raw_request, running_stack
 
 pytestmark = pytest.mark.stack
 
-MICRO = 2.1  # past the micro-cache's second (edge_cache.lua)
+MICRO = 2.1  # past the micro-cache's second (micro_cache.lua)
 ALLOWED, ALSO_ALLOWED, OTHER = "http://app.test", "http://localhost:3000", "http://evil.test"
 GZIP = {"Accept-Encoding": "gzip"}
 LONG = "долгое описание " * 100  # about 3 KB of JSON: over the gzip threshold

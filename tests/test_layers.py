@@ -14,7 +14,7 @@ from helpers import cached_responses, call, new_task, running_stack
 
 pytestmark = pytest.mark.stack
 
-MICRO = 2.1  # a micro-cache copy answers for 1 s (edge_cache.lua): wait well past it
+MICRO = 2.1  # a micro-cache copy answers for 1 s (micro_cache.lua): wait well past it
 # Headers of one message or one layer, not of the representation.
 NOT_REPRESENTATION = {"x-request-id", "x-cache-status", "x-edge-cache", "x-app-cache", "date",
                       "server", "connection", "keep-alive", "content-length",

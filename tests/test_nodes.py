@@ -16,7 +16,7 @@ from stack import free_port, wait_for
 
 pytestmark = pytest.mark.stack
 
-MICRO = 2.1  # a micro-cache copy answers for 1 s (edge_cache.lua): wait well past it
+MICRO = 2.1  # a micro-cache copy answers for 1 s (micro_cache.lua): wait well past it
 
 
 def two_free_ports():

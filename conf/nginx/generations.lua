@@ -1,6 +1,6 @@
 -- Cache generations: the Redis-side script (EVALSHA) that bumps them after a write
 -- (svc/cache.py). It also documents the key names, which the app (svc/cache.py, which writes
--- entries) and the nginx edge (edge_cache.lua, which only reads them) both build:
+-- entries) and the nginx edge (redis_cache.lua, which only reads them) both build:
 --
 --   tasks:<run_id>:gen:<scope>            a scope's generation (absent: 0)
 --   tasks:<run_id>:<scope>:<what>         the one cached response: "<generation>\n<packed>",
