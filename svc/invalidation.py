@@ -18,7 +18,7 @@ from . import cache, db, janitor
 log = logging.getLogger(__name__)
 
 # The Redis-side script that bumps generations; its header documents the key names, which the
-# nginx edge (conf/nginx/edge_cache.lua) builds the same way to read the entries cached here.
+# nginx edge (conf/nginx/redis_cache.lua) builds the same way to read the entries cached here.
 GENERATIONS = Path(__file__).resolve().parent.parent / "conf" / "nginx" / "generations.lua"
 LIST = "list"  # the scope of list pages; a task's scope is its id
 GEN_TTL_S = 86_400  # a task's generation must outlive every entry (CACHE_TTL)

@@ -38,7 +38,7 @@ def etag(row):
 
 def pack(status, headers, body):
     """A response as the caches hold it, in the app's Redis entry and nginx's micro-cache alike
-    (conf/nginx/edge_cache.lua reads it): "<status>\\n<Name>: <value>\\n...\\n\\n<body>". Only
+    (conf/nginx/packed_response.lua reads it): "<status>\\n<Name>: <value>\\n...\\n\\n<body>". Only
     representation headers belong here; per-request and layer headers (X-Request-ID,
     X-App-Cache, ...) are added by whoever answers."""
     head = "".join(f"\n{name}: {value}" for name, value in headers)

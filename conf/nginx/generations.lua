@@ -1,5 +1,5 @@
 -- Cache generations: the Redis-side script (EVALSHA) that bumps them after a write
--- (svc/cache.py). It also documents the key names, which the app (svc/cache.py, which writes
+-- (svc/invalidation.py). It also documents the key names, which the app (svc/cache.py, which writes
 -- entries) and the nginx edge (redis_cache.lua, which only reads them) both build:
 --
 --   tasks:<run_id>:gen:<scope>            a scope's generation (absent: 0)
