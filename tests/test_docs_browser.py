@@ -3,7 +3,7 @@ the page asks nothing of anyone but the service.
 
 One Chromium run (about 3 s) dumps the DOM after the scripts ran, logs every request to a net
 log and takes a screenshot. UPDATE_SCREENSHOT=1 copies that screenshot to tests/docs-browser.png
-(the picture in the README).
+(the README links to it).
 """
 
 import json
