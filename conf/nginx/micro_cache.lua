@@ -66,19 +66,24 @@ function M.store(key, packed)
     SHARED:set(key, packed, KEEP_S)
 end
 
+-- The name of the refresh lock of `key`, in the shared tier beside it.
+local function lock_of(key)
+    return "lock:" .. key
+end
+
 -- True if this request now refreshes `key` (then it must unlock it); false if another does.
 function M.lock(key)
-    return SHARED:add("lock:" .. key, true, LOCK_S)
+    return SHARED:add(lock_of(key), true, LOCK_S)
 end
 
 function M.unlock(key)
-    SHARED:delete("lock:" .. key)
+    SHARED:delete(lock_of(key))
 end
 
 -- Waits while another request refreshes `key`: its fresh copy (packed), or nil once the refresh
 -- ended without one (or took longer than LOCK_S).
 function M.wait(key)
-    local lock = "lock:" .. key
+    local lock = lock_of(key)
     local deadline = ngx.now() + LOCK_S
     repeat
         ngx.sleep(WAIT_S)
