@@ -304,6 +304,8 @@ def count_preference():
 def preferences():
     """The request's Prefer preferences (RFC 7240) as "name=value" strings, names and values
     lower-cased; of a preference given twice, the first counts."""
+    if "HTTP_PREFER" not in request.environ:  # most requests: skip a scan of every header
+        return set()
     found = {}
     for header in request.headers.getlist("Prefer"):
         for item in header.split(","):

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from helpers import generations
-from svc.cache import Cache, make_redis
+from svc.cache import Cache, Observer, make_redis
 from svc.invalidation import LIST, Generations
 
 pytestmark = pytest.mark.app
@@ -87,6 +87,28 @@ def test_a_slow_reader_cannot_reinsert_data_older_than_a_write(config, rds):
     value, hit = cache.read_through(LIST, "k", 60, lambda: b"new")
     assert (value, hit) == (b"new", False)
     assert cache.read_through(LIST, "k", 60, lambda: b"unused") == (b"new", True)
+
+
+def test_a_connection_redis_closed_since_its_last_use_is_replaced_without_an_error(config, rds):
+    """Redis ends a thread's connection between two lookups (a restart, its idle timeout): the
+    next lookup opens another and still hits."""
+    cache = Cache(make_redis(config.REDIS_URL), ttl=60)
+    errors = []
+
+    class Errors(Observer):
+        def redis_error(self):
+            errors.append(1)
+
+    cache.watch(Errors())
+    assert cache.read_through(LIST, "k", 60, lambda: b"v") == (b"v", False)
+
+    def client_id(conn):
+        conn.send_command("CLIENT", "ID")
+        return conn.read_response()
+
+    assert rds.client_kill_filter(_id=cache.on_connection(client_id)) == 1
+    assert cache.read_through(LIST, "k", 60, lambda: b"unused") == (b"v", True)
+    assert errors == []
 
 
 def test_concurrent_misses_run_one_loader(config, rds):
