@@ -160,8 +160,10 @@ class Cache:
 
         Its own, not one from the client's pool: a hit is one MGET, and a pool's checkout and
         return (a lock, a poll for stray bytes, redis-py's metrics) cost three quarters as much
-        CPU again (68 µs per MGET here, not 39). A thread's calls never overlap, and a connection that may be out of step is dropped,
-        so nothing is ever left on one to check for.
+        CPU again (68 µs per MGET here, not 39). A thread's calls never overlap, and a
+        connection that may be out of step is dropped, so nothing is ever left on one to check
+        for. `work` runs again on a new connection if the old one was closed: it must be safe
+        to repeat (a read, a bump).
         """
         conn = getattr(self._own, "conn", None)
         if conn is not None:
